@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian/Ubuntu machine: installs what is missing, then runs the job.
+#   ./run.sh demo [args]   a full simulated call on embedded engines (the main job)
+#   ./run.sh test [args]   the test suite (what CI runs)
+#   ./run.sh <cmd> [args]  any `callwright` sub-command (serve, emulator, call, bench, ...)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+DEBIAN_PACKAGES=(redis-server espeak-ng libespeak-ng1 flite sox)
+VENV=.venv
+PYTHON_BIN=${PYTHON:-python3.11}
+command -v "$PYTHON_BIN" >/dev/null 2>&1 || PYTHON_BIN=python3
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
+
+ensure_debian_packages() {
+  local missing=()
+  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    command -v apt-get >/dev/null 2>&1 || { log "apt-get not found; install: ${missing[*]}"; exit 1; }
+    local sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo="sudo"
+    log "installing Debian packages: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+ensure_venv() {
+  if [[ ! -x $VENV/bin/python ]]; then
+    log "creating $VENV with $PYTHON_BIN"
+    "$PYTHON_BIN" -m venv "$VENV"
+  fi
+  # Reinstall only when the dependency list changed, so a second run starts at once.
+  local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+  if [[ ! -f $stamp ]]; then
+    log "installing Python packages"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$VENV/bin/python" -m pip install -q -e '.[dev]'
+    rm -f "$VENV"/.installed-*
+    touch "$stamp"
+  fi
+}
+
+ensure_debian_packages
+ensure_venv
+
+cmd=${1:-demo}
+shift || true
+case "$cmd" in
+  test)
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  *)
+    exec "$VENV/bin/callwright" "$cmd" "$@"
+    ;;
+esac

@@ -1,0 +1,1 @@
+"""The ACS wire protocol: event and media message types, identifiers, JWT verification. Pure where possible."""

@@ -1,0 +1,198 @@
+"""Every setting, its default and its validation, read from the environment and an optional .env file.
+
+Invalid settings stop the start with one line naming the variable and what it accepts
+(:func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOG_LEVEL_NAMES = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class SettingsError(SystemExit):
+    """Raised with a one-line, human-readable reason; exits the process when uncaught."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- call control -----------------------------------------------------------------------------
+    acs_streaming_mode: Literal["media", "voice_live"] = Field("media", description="media | voice_live")
+    acs_callback_url: str | None = Field(
+        None, description="public base URL of this server; callback and media URLs are built from it"
+    )
+    acs_connection_string: SecretStr | None = Field(None, description="endpoint=https://…;accesskey=…")
+    acs_connection_verify: str = Field(
+        "true", description="TLS verification for the ACS endpoint: true | false | path to a CA bundle"
+    )
+    acs_source_phone_number: str | None = Field(None, description="caller id (E.164) for outbound calls")
+    acs_audio_channel: Literal["mixed", "unmixed"] = "mixed"
+
+    # --- security ---------------------------------------------------------------------------------
+    acs_auth_enabled: bool = Field(True, description="verify ACS JWTs and the Event Grid secret")
+    acs_jwt_audience: str | None = Field(None, description="the ACS resource's immutable resource id")
+    acs_jwt_issuer: str = "https://acscallautomation.communication.azure.com"
+    acs_openid_config_url: str = (
+        "https://acscallautomation.communication.azure.com/calling/.well-known/acsopenidconfiguration"
+    )
+    acs_jwks_url: str | None = Field(None, description="overrides jwks_uri from the OpenID configuration")
+    eventgrid_secret: SecretStr | None = Field(
+        None, description="secret query parameter (?secret=…) required on Event Grid deliveries"
+    )
+
+    # --- sessions ---------------------------------------------------------------------------------
+    redis_url: str | None = Field(None, description="unset = embedded in-memory store")
+    session_key_prefix: str = "callwright"
+    session_ttl_seconds: int = Field(86_400, ge=60)
+    session_persist_debounce: float = Field(0.25, ge=0)
+
+    # --- logging ----------------------------------------------------------------------------------
+    log_level: str = "INFO"
+    log_levels: str = Field(
+        "", description="per-component overrides, e.g. 'callwright.media=DEBUG,callwright.events=WARNING'"
+    )
+
+    # --- speech -----------------------------------------------------------------------------------
+    stt_processing_timeout: float = Field(30.0, gt=0, description="seconds a recognition may run unfinished")
+    stt_engine: Literal["pocketsphinx", "azure"] = "pocketsphinx"
+    tts_engine: Literal["espeak", "piper", "azure"] = "espeak"
+    tts_voice: str | None = None
+    vad_engine: Literal["webrtc"] = "webrtc"
+    azure_speech_key: SecretStr | None = None
+    azure_speech_region: str | None = None
+    azure_speech_endpoint: str | None = None
+    azure_speech_language: str = "en-US"
+    azure_tts_voice: str = "en-US-AvaMultilingualNeural"
+    stt_pool_size: int = Field(50, ge=1)
+    tts_pool_size: int = Field(50, ge=1)
+    stt_pool_warm: int = Field(2, ge=0)
+    tts_pool_warm: int = Field(2, ge=0)
+    pool_acquire_timeout: float = Field(2.0, ge=0)
+    barge_in_min_speech_ms: int = Field(120, ge=20, description="voiced time before barge-in fires")
+    endpoint_silence_ms: int = Field(300, ge=60, description="silence that ends a caller utterance")
+
+    # --- agents -----------------------------------------------------------------------------------
+    agent_engine: Literal["scenario", "llm"] = "scenario"
+    scenarios_dir: Path = PACKAGE_DIR / "scenarios"
+    scenario: str = "insurance"
+    handoff_style: Literal["announced", "silent"] = "announced"
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    azure_openai_endpoint: str | None = None
+    azure_openai_api_key: SecretStr | None = None
+    azure_openai_deployment: str | None = None
+    azure_openai_api_version: str = "2024-10-21"
+    llm_timeout_seconds: float = Field(8.0, gt=0)
+    llm_max_tool_steps: int = Field(5, ge=1)
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, v: str) -> str:
+        up = v.upper()
+        if up not in LOG_LEVEL_NAMES:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVEL_NAMES)}")
+        return up
+
+    @field_validator("log_levels")
+    @classmethod
+    def _check_levels(cls, v: str) -> str:
+        for item in filter(None, (p.strip() for p in v.split(","))):
+            name, sep, level = item.partition("=")
+            if not sep or not name.strip() or level.strip().upper() not in LOG_LEVEL_NAMES:
+                raise ValueError(f"expected logger=LEVEL pairs (LEVEL in {', '.join(LOG_LEVEL_NAMES)}), got {item!r}")
+        return v
+
+    @field_validator("acs_callback_url")
+    @classmethod
+    def _check_callback_url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL such as https://agent.example.com")
+        return v.rstrip("/")
+
+    @field_validator("acs_source_phone_number")
+    @classmethod
+    def _check_source_number(cls, v: str | None) -> str | None:
+        from callwright.acs.identifiers import is_phone_number
+
+        if v and not is_phone_number(v):
+            raise ValueError("must be an E.164 number such as +15551230000")
+        return v or None
+
+    @model_validator(mode="after")
+    def _check_connection_string(self) -> Settings:
+        if self.acs_connection_string is not None:
+            from callwright.acs.client import parse_connection_string
+
+            parse_connection_string(self.acs_connection_string.get_secret_value())
+        return self
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Settings:
+        if self.acs_auth_enabled and self.acs_connection_string is not None and not self.acs_jwt_audience:
+            raise ValueError(
+                "ACS_JWT_AUDIENCE (the ACS resource id) is required while ACS_AUTH_ENABLED=true; "
+                "set it, or set ACS_AUTH_ENABLED=false explicitly for local experiments"
+            )
+        return self
+
+    # --- derived URLs -----------------------------------------------------------------------------
+    @property
+    def callback_url(self) -> str | None:
+        return f"{self.acs_callback_url}/api/v1/call-events" if self.acs_callback_url else None
+
+    @property
+    def media_url(self) -> str | None:
+        if not self.acs_callback_url:
+            return None
+        parts = urlsplit(self.acs_callback_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return f"{scheme}://{parts.netloc}{parts.path}/api/v1/media/stream"
+
+    def tls_verify(self) -> bool | str:
+        v = self.acs_connection_verify.strip()
+        if v.lower() in ("true", "1", "yes", ""):
+            return True
+        if v.lower() in ("false", "0", "no"):
+            return False
+        return v
+
+
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err.get("loc", ()) if p != "__root__"]
+    var = loc[0].upper() if loc else "settings"
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    if err.get("type") == "literal_error":
+        msg = "accepted values: " + msg.removeprefix("Input should be ")
+    return f"invalid setting {var}: {msg}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings; on error raise SettingsError with one clear line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
+    except ValueError as exc:  # raised by nested helpers such as the connection-string parser
+        raise SettingsError(f"invalid setting: {exc}") from None
+
+
+def level_overrides(spec: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, level = item.partition("=")
+        out[name.strip()] = logging.getLevelName(level.strip().upper())
+    return out
