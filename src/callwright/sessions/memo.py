@@ -50,8 +50,7 @@ class MemoManager:
             doc = await store.load(call_connection_id)
         except StoreUnavailable:
             doc = None
-            log.warning("session store unreachable at load; starting an empty session [call=%s]",
-                        call_connection_id)
+            log.warning("session store unreachable at load; starting an empty session [call=%s]", call_connection_id)
         if doc:
             memo.context = dict(doc.get("context") or {})
             memo.history = list(doc.get("history") or [])
@@ -169,8 +168,11 @@ class MemoManager:
             if await self.persist_to_redis_async():
                 return True
             if time.monotonic() + backoff > deadline:
-                log.error("final persist gave up after %.0fs; state kept only in memory [call=%s]",
-                          give_up_after, self.call_connection_id)
+                log.error(
+                    "final persist gave up after %.0fs; state kept only in memory [call=%s]",
+                    give_up_after,
+                    self.call_connection_id,
+                )
                 return False
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._retry_max)

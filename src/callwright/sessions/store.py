@@ -6,7 +6,6 @@ abandoned calls do not accumulate.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -110,7 +109,7 @@ class RedisSessionStore:
     async def load(self, call_id: str) -> dict[str, Any] | None:
         try:
             raw = await self._client.get(self.key(call_id))
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:
             raise self._failed("GET", exc) from exc
         self._ok()
         return json.loads(raw) if raw else None
@@ -119,21 +118,21 @@ class RedisSessionStore:
         payload = json.dumps(document, default=str)
         try:
             await self._client.set(self.key(call_id), payload, ex=self._ttl)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:
             raise self._failed("SET", exc) from exc
         self._ok()
 
     async def delete(self, call_id: str) -> None:
         try:
             await self._client.delete(self.key(call_id))
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:
             raise self._failed("DEL", exc) from exc
         self._ok()
 
     async def ping(self) -> bool:
         try:
             await self._client.ping()
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:
             self._failed("PING", exc)
             return False
         self._ok()

@@ -1,0 +1,151 @@
+"""Call control through the official async Call Automation SDK — no hand-written REST.
+
+:class:`CallAutomation` wraps one ``aio.CallAutomationClient`` for the whole app (built in the lifespan);
+:class:`CallActions` is the per-call view that agents and handlers use (hang up, transfer, DTMF).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from azure.communication.callautomation import (
+    AudioFormat,
+    CommunicationUserIdentifier,
+    MediaStreamingAudioChannelType,
+    MediaStreamingContentType,
+    MediaStreamingOptions,
+    PhoneNumberIdentifier,
+    StreamingTransportType,
+)
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from callwright.acs.client import build_async_client
+from callwright.acs.identifiers import raw_id_for
+from callwright.acs.media import TONE_CHARS
+
+log = logging.getLogger("callwright.calls")
+
+
+class CallControlError(RuntimeError):
+    """A call-control request failed; the message says which and why."""
+
+
+def sdk_identifier(target: str) -> PhoneNumberIdentifier | CommunicationUserIdentifier:
+    raw = raw_id_for(target)
+    if raw.startswith("4:"):
+        return PhoneNumberIdentifier(raw[2:])
+    return CommunicationUserIdentifier(raw)
+
+
+@dataclass(frozen=True)
+class AnsweredCall:
+    call_connection_id: str
+    server_call_id: str | None
+    correlation_id: str | None
+
+
+class CallAutomation:
+    def __init__(
+        self,
+        connection_string: str,
+        *,
+        callback_url: str,
+        media_url: str,
+        verify: bool | str = True,
+        audio_channel: str = "mixed",
+        source_phone_number: str | None = None,
+    ) -> None:
+        self._client = build_async_client(connection_string, verify=verify)
+        self.callback_url = callback_url
+        self.media_url = media_url
+        self._audio_channel = audio_channel
+        self._source_number = source_phone_number
+
+    def _media_options(self) -> MediaStreamingOptions:
+        return MediaStreamingOptions(
+            transport_url=self.media_url,
+            transport_type=StreamingTransportType.WEBSOCKET,
+            content_type=MediaStreamingContentType.AUDIO,
+            audio_channel_type=(
+                MediaStreamingAudioChannelType.UNMIXED
+                if self._audio_channel == "unmixed"
+                else MediaStreamingAudioChannelType.MIXED
+            ),
+            start_media_streaming=True,
+            enable_bidirectional=True,
+            audio_format=AudioFormat.PCM16_K_MONO,
+            enable_dtmf_tones=True,
+        )
+
+    async def answer(self, incoming_call_context: str, *, operation_context: str | None = None) -> AnsweredCall:
+        try:
+            props = await self._client.answer_call(
+                incoming_call_context,
+                self.callback_url,
+                media_streaming=self._media_options(),
+                operation_context=operation_context,
+            )
+        except HttpResponseError as exc:
+            raise CallControlError(f"answer_call failed: {exc.status_code} {exc.message}") from exc
+        return AnsweredCall(props.call_connection_id, props.server_call_id, getattr(props, "correlation_id", None))
+
+    async def create(self, target: str, *, operation_context: str | None = None) -> AnsweredCall:
+        source = PhoneNumberIdentifier(self._source_number) if self._source_number else None
+        try:
+            props = await self._client.create_call(
+                sdk_identifier(target),
+                self.callback_url,
+                source_caller_id_number=source,
+                media_streaming=self._media_options(),
+                operation_context=operation_context,
+            )
+        except HttpResponseError as exc:
+            raise CallControlError(f"create_call failed: {exc.status_code} {exc.message}") from exc
+        return AnsweredCall(props.call_connection_id, props.server_call_id, getattr(props, "correlation_id", None))
+
+    def actions(self, call_connection_id: str, caller_raw_id: str | None = None) -> CallActions:
+        return CallActions(self, call_connection_id, caller_raw_id)
+
+    def connection(self, call_connection_id: str) -> Any:
+        return self._client.get_call_connection(call_connection_id)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+class CallActions:
+    """One call's telephony actions, as agents' tools and handlers need them."""
+
+    def __init__(self, automation: CallAutomation, call_connection_id: str, caller_raw_id: str | None) -> None:
+        self._automation = automation
+        self.call_connection_id = call_connection_id
+        self.caller_raw_id = caller_raw_id
+
+    async def hang_up(self) -> None:
+        try:
+            await self._automation.connection(self.call_connection_id).hang_up(is_for_everyone=True)
+        except ResourceNotFoundError:
+            log.info("hang up: call already gone")
+        except HttpResponseError as exc:
+            raise CallControlError(f"hang_up failed: {exc.status_code} {exc.message}") from exc
+
+    async def transfer(self, target: str) -> None:
+        try:
+            await self._automation.connection(self.call_connection_id).transfer_call_to_participant(
+                sdk_identifier(target), operation_context="callwright-transfer"
+            )
+        except HttpResponseError as exc:
+            raise CallControlError(f"transfer failed: {exc.status_code} {exc.message}") from exc
+
+    async def send_dtmf(self, tones: str) -> None:
+        if not self.caller_raw_id:
+            raise CallControlError("send_dtmf: the caller's identifier is unknown")
+        names = [TONE_CHARS[t] for t in tones.upper() if t in TONE_CHARS]
+        try:
+            await self._automation.connection(self.call_connection_id).send_dtmf_tones(
+                names, sdk_identifier(self.caller_raw_id)
+            )
+        except HttpResponseError as exc:
+            raise CallControlError(f"send_dtmf failed: {exc.status_code} {exc.message}") from exc

@@ -1,0 +1,271 @@
+"""Default handlers: the call lifecycle as ACS reports it.
+
+Handlers find what they need on ``app_state`` (built in the app's lifespan): ``settings``, ``calls``
+(CallRegistry), ``store`` (SessionStore), ``automation`` (CallAutomation or None), ``metrics`` and
+optionally ``profile_loader`` (caller number → profile dict).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from typing import Any
+
+from callwright.acs.events import ACSEventTypes
+from callwright.acs.identifiers import display_number, raw_id_from_model
+from callwright.acs.media import MediaFrameError, tone_to_char
+from callwright.events.context import CallEventContext
+from callwright.events.processor import CallEventProcessor
+from callwright.sessions.memo import MemoManager
+from callwright.sessions.registry import CallRecord
+
+log = logging.getLogger("callwright.events")
+
+
+async def ensure_call(app_state: Any, call_connection_id: str, **defaults: Any) -> CallRecord:
+    """The call's record with a loaded session, created on first sight (events may race the answer)."""
+    record: CallRecord | None = app_state.calls.get(call_connection_id)
+    if record is None:
+        settings = app_state.settings
+        record = CallRecord(
+            call_connection_id=call_connection_id,
+            direction=defaults.pop("direction", "inbound"),
+            mode=defaults.pop("mode", settings.acs_streaming_mode),
+            **defaults,
+        )
+        app_state.calls.add(record)
+        app_state.metrics.calls_total.labels(record.direction).inc()
+        app_state.metrics.calls_active.set(len(app_state.calls))
+    else:
+        for key, value in defaults.items():
+            if value is not None and getattr(record, key, None) in (None, {}, []):
+                setattr(record, key, value)
+    if record.memo is None:
+        record.memo = await MemoManager.load(
+            call_connection_id,
+            app_state.store,
+            debounce_seconds=app_state.settings.session_persist_debounce,
+        )
+    return record
+
+
+async def handle_incoming_call(ctx: CallEventContext) -> None:
+    st = ctx.app_state
+    data = ctx.get_event_data()
+    caller = raw_id_from_model(data.get("from"))
+    callee = raw_id_from_model(data.get("to"))
+    if st.automation is None:
+        log.error("IncomingCall from %s not answered: ACS_CONNECTION_STRING is not configured", caller)
+        return
+    answered = await st.automation.answer(data["incomingCallContext"], operation_context="callwright-answer")
+    record = await ensure_call(
+        st,
+        answered.call_connection_id,
+        direction="inbound",
+        caller=caller,
+        target=callee,
+        server_call_id=data.get("serverCallId"),
+        correlation_id=data.get("correlationId"),
+    )
+    record.memo.update_context(  # type: ignore[union-attr]
+        {"caller": display_number(caller), "callee": display_number(callee), "direction": "inbound"}
+    )
+    log.info("answered call from %s (mode=%s)", caller, record.mode, extra={"call_id": record.call_connection_id})
+
+
+async def handle_call_connected(ctx: CallEventContext) -> None:
+    st = ctx.app_state
+    data = ctx.get_event_data()
+    op_ctx = ctx.event.operation_context
+    pending = st.pending_outbound.pop(op_ctx, None) if op_ctx else None
+    outbound = {"direction": "outbound", "mode": pending["mode"], "target": pending["target"]} if pending else {}
+    record = await ensure_call(
+        st,
+        ctx.call_connection_id or "",
+        server_call_id=data.get("serverCallId"),
+        correlation_id=data.get("correlationId"),
+        **outbound,
+    )
+    if pending:
+        record.context.update(pending["context"])
+    record.state = "connected"
+    record.connected_at = record.connected_at or time.time()
+    memo = record.memo
+    assert memo is not None
+    memo.set_context("call_state", "connected")
+    loader = getattr(st, "profile_loader", None)
+    number = display_number(record.caller if record.direction == "inbound" else record.target)
+    if loader is not None and number and memo.get_context("caller_profile") is None:
+        profile = loader(number)
+        if inspect.isawaitable(profile):
+            profile = await profile
+        if profile:
+            memo.set_context("caller_profile", profile)
+    memo.persist_background()
+    log.info("call connected (%s, %s)", record.direction, record.mode)
+
+
+async def handle_call_disconnected(ctx: CallEventContext) -> None:
+    st = ctx.app_state
+    record: CallRecord | None = ctx.call
+    if record is None:
+        log.info("CallDisconnected for an unknown call")
+        return
+    result = ctx.get_event_data().get("resultInformation") or {}
+    reason = result.get("message") if isinstance(result, dict) else None
+    handler = record.media_handler
+    if handler is not None:
+        try:
+            await handler.stop()
+        except Exception:
+            log.exception("media handler failed to stop")
+    memo = record.memo
+    if memo is not None:
+        memo.cancel_pending_persist()
+        memo.set_context("call_state", "disconnected")
+        await memo.final_persist()
+    st.calls.finish(record.call_connection_id, reason=reason)
+    st.metrics.calls_active.set(len(st.calls))
+    log.info("call disconnected: %s", reason or "no reason given")
+
+
+async def handle_participants_updated(ctx: CallEventContext) -> None:
+    record = ctx.call
+    if record is None:
+        return
+    participants = [
+        raw
+        for p in ctx.get_event_data().get("participants") or []
+        if isinstance(p, dict) and (raw := raw_id_from_model(p.get("identifier")))
+    ]
+    record.participants = participants
+    if record.memo is not None:
+        record.memo.set_context("participants", participants)
+        record.memo.persist_background()
+
+
+async def handle_dtmf_tone(ctx: CallEventContext) -> None:
+    data = ctx.get_event_data()
+    tone = data.get("tone") or (data.get("toneInfo") or {}).get("tone")
+    try:
+        char = tone_to_char(str(tone))
+    except MediaFrameError:
+        log.warning("DTMF event with an unknown tone %r skipped", tone)
+        return
+    record = ctx.call
+    handler = record.media_handler if record else None
+    if handler is None:
+        log.info("DTMF %s received with no media handler attached", char)
+        return
+    await handler.on_dtmf(char)
+
+
+async def handle_play_result(ctx: CallEventContext) -> None:
+    memo = ctx.memo_manager
+    if memo is None:
+        return
+    result = ctx.get_event_data().get("resultInformation") or {}
+    memo.record_metric(
+        "play",
+        outcome=ctx.event.short_type,
+        operation_context=ctx.event.operation_context,
+        code=result.get("code"),
+        sub_code=result.get("subCode"),
+    )
+    if ctx.event.type == ACSEventTypes.PLAY_FAILED:
+        log.warning("play failed: %s", result.get("message"))
+
+
+async def handle_recognize_result(ctx: CallEventContext) -> None:
+    memo = ctx.memo_manager
+    if memo is None:
+        return
+    data = ctx.get_event_data()
+    result: dict[str, Any] = {
+        "outcome": ctx.event.short_type,
+        "operation_context": ctx.event.operation_context,
+    }
+    if ctx.event.type == ACSEventTypes.RECOGNIZE_COMPLETED:
+        result["type"] = data.get("recognitionType")
+        if isinstance(data.get("dtmfResult"), dict):
+            tones = data["dtmfResult"].get("tones") or []
+            result["dtmf"] = "".join(tone_to_char(t) for t in tones if isinstance(t, str))
+        if isinstance(data.get("speechResult"), dict):
+            result["speech"] = data["speechResult"].get("speech")
+        if isinstance(data.get("choiceResult"), dict):
+            result["choice"] = data["choiceResult"].get("label")
+    else:
+        result["reason"] = (data.get("resultInformation") or {}).get("message")
+    memo.set_context("last_recognize", result)
+    memo.persist_background()
+
+
+async def handle_transfer(ctx: CallEventContext) -> None:
+    record = ctx.call
+    if record is None:
+        return
+    accepted = ctx.event.type == ACSEventTypes.CALL_TRANSFER_ACCEPTED
+    record.state = "transferring" if accepted else "connected"
+    if record.memo is not None:
+        record.memo.set_context("transfer", {"accepted": accepted, "data": ctx.get_event_data()})
+        record.memo.persist_background()
+    log.info("transfer %s", "accepted" if accepted else "failed")
+
+
+async def handle_call_failed(ctx: CallEventContext) -> None:
+    st = ctx.app_state
+    result = ctx.get_event_data().get("resultInformation") or {}
+    log.error(
+        "%s: %s (code %s/%s)",
+        ctx.event.short_type,
+        result.get("message"),
+        result.get("code"),
+        result.get("subCode"),
+    )
+    record = ctx.call
+    if record is not None and record.memo is not None:
+        record.memo.set_context("call_state", "failed")
+        await record.memo.final_persist()
+    if ctx.call_connection_id:
+        st.calls.finish(ctx.call_connection_id, state="failed", reason=result.get("message"))
+        st.metrics.calls_active.set(len(st.calls))
+
+
+async def handle_media_streaming(ctx: CallEventContext) -> None:
+    record = ctx.call
+    update = ctx.get_event_data().get("mediaStreamingUpdate") or {}
+    status = update.get("mediaStreamingStatus")
+    if ctx.event.type == ACSEventTypes.MEDIA_STREAMING_FAILED:
+        log.error("media streaming failed: %s", update.get("mediaStreamingStatusDetails"))
+    if record is not None and record.memo is not None:
+        record.memo.set_context("media_streaming", status)
+        record.memo.persist_background()
+
+
+DEFAULT_HANDLERS: dict[str, tuple[Any, ...]] = {
+    ACSEventTypes.INCOMING_CALL: (handle_incoming_call,),
+    ACSEventTypes.CALL_CONNECTED: (handle_call_connected,),
+    ACSEventTypes.CALL_DISCONNECTED: (handle_call_disconnected,),
+    ACSEventTypes.PARTICIPANTS_UPDATED: (handle_participants_updated,),
+    ACSEventTypes.CONTINUOUS_DTMF_TONE_RECEIVED: (handle_dtmf_tone,),
+    ACSEventTypes.PLAY_COMPLETED: (handle_play_result,),
+    ACSEventTypes.PLAY_FAILED: (handle_play_result,),
+    ACSEventTypes.PLAY_CANCELED: (handle_play_result,),
+    ACSEventTypes.RECOGNIZE_COMPLETED: (handle_recognize_result,),
+    ACSEventTypes.RECOGNIZE_FAILED: (handle_recognize_result,),
+    ACSEventTypes.CALL_TRANSFER_ACCEPTED: (handle_transfer,),
+    ACSEventTypes.CALL_TRANSFER_FAILED: (handle_transfer,),
+    ACSEventTypes.CREATE_CALL_FAILED: (handle_call_failed,),
+    ACSEventTypes.ANSWER_FAILED: (handle_call_failed,),
+    ACSEventTypes.MEDIA_STREAMING_STARTED: (handle_media_streaming,),
+    ACSEventTypes.MEDIA_STREAMING_STOPPED: (handle_media_streaming,),
+    ACSEventTypes.MEDIA_STREAMING_FAILED: (handle_media_streaming,),
+}
+
+
+def register_default_handlers(processor: CallEventProcessor) -> CallEventProcessor:
+    for event_type, handlers in DEFAULT_HANDLERS.items():
+        for handler in handlers:
+            processor.register_handler(event_type, handler)
+    return processor
