@@ -63,8 +63,8 @@ class Settings(BaseSettings):
 
     # --- speech -----------------------------------------------------------------------------------
     stt_processing_timeout: float = Field(30.0, gt=0, description="seconds a recognition may run unfinished")
-    stt_engine: Literal["pocketsphinx", "azure"] = "pocketsphinx"
-    tts_engine: Literal["espeak", "piper", "azure"] = "espeak"
+    stt_engine: Literal["pocketsphinx", "azure", "instant"] = "pocketsphinx"
+    tts_engine: Literal["espeak", "piper", "azure", "instant"] = "espeak"
     tts_voice: str | None = None
     vad_engine: Literal["webrtc"] = "webrtc"
     azure_speech_key: SecretStr | None = None
