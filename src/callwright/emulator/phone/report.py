@@ -1,0 +1,205 @@
+"""The caller's-ear report: latencies, barge-ins, leaks, gaps and a transcript, from wire times.
+
+Definitions (all times are the phone's monotonic clock at the wire, reported in ms from media start):
+
+- a caller utterance *ends* when its last voiced frame is sent; its *onset* is its first voiced frame;
+- ``response_latency_ms``: utterance end → the first voiced agent frame *received* after it (before the
+  caller's next utterance);
+- ``barge_ins[].latency_ms``: onset of caller speech that began while agent audio was playing (or a
+  ``barge_in`` step) → StopAudio received; ``leaked_ms``: voiced agent audio received after that
+  StopAudio while the caller was still talking (without StopAudio: all agent audio received during the
+  caller's speech);
+- ``false_barge_in_probes``: each noise/click/backchannel probe, and whether StopAudio came within 1 s;
+- ``gaps``: the playout FIFO ran dry between two voiced frames of one agent utterance (≤ 1 s apart, no
+  StopAudio and no caller turn in between).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from callwright.emulator.phone.media import DRY, PLAYED_VOICED, TICK_S, CallerUtterance, Timeline
+
+PROBE_STOP_WINDOW_S = 1.0
+GAP_CONTEXT_TICKS = 50  # voiced agent frames up to 1 s apart may be one utterance with an underrun
+SEGMENT_JOIN_TICKS = 35  # agent pauses shorter than 700 ms stay inside one transcript segment
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSegment:
+    start_tick: int
+    end_tick: int  # inclusive
+
+
+def agent_segments(tl: Timeline) -> list[AgentSegment]:
+    """Agent speech as heard, split at pauses of ≥ 700 ms."""
+    out: list[AgentSegment] = []
+    start = last = None
+    for i, st in enumerate(tl.agent_state):
+        if st != PLAYED_VOICED:
+            continue
+        if start is None:
+            start = last = i
+        elif last is not None and i - last > SEGMENT_JOIN_TICKS:
+            out.append(AgentSegment(start, last))
+            start = i
+        last = i
+    if start is not None and last is not None:
+        out.append(AgentSegment(start, last))
+    return out
+
+
+def _ms(tl: Timeline, t: float | None) -> float | None:
+    return None if t is None else round((t - tl.t0) * 1000, 1)
+
+
+def _tick_ms(tl: Timeline, i: int) -> float:
+    t = tl.tick_t[i] if i < len(tl.tick_t) else tl.t0 + i * TICK_S
+    return round((t - tl.t0) * 1000, 1)
+
+
+def _turns(tl: Timeline, utts: list[CallerUtterance]) -> list[dict[str, Any]]:
+    turn_utts = [u for u in utts if not u.probe and u.onset_t is not None and u.end_t is not None]
+    turn_utts.sort(key=lambda u: u.onset_t or 0.0)
+    turns = []
+    for k, u in enumerate(turn_utts):
+        assert u.end_t is not None
+        horizon = turn_utts[k + 1].onset_t if k + 1 < len(turn_utts) else None
+        first = next((t for t, v in tl.rx_frames if v and t > u.end_t and (horizon is None or t < horizon)), None)
+        turns.append(
+            {
+                "index": k,
+                "kind": u.kind,
+                "caller": u.label,
+                "barge_in": u.barge_in,
+                "caller_end_ms": _ms(tl, u.end_t),
+                "agent_start_ms": _ms(tl, first),
+                "response_latency_ms": None if first is None else round((first - u.end_t) * 1000, 1),
+            }
+        )
+    return turns
+
+
+def _voiced_rx_ms(tl: Timeline, after: float, until: float) -> float:
+    return sum(TICK_S * 1000 for t, v in tl.rx_frames if v and after < t <= until)
+
+
+def _barge_ins(tl: Timeline, utts: list[CallerUtterance]) -> list[dict[str, Any]]:
+    out = []
+    for u in utts:
+        if u.probe or u.kind == "dtmf" or u.onset_t is None or u.end_t is None:
+            continue
+        if not (u.barge_in or u.agent_playing_at_onset):
+            continue
+        stop = next((t for t in tl.stop_audio_t if u.onset_t <= t <= u.onset_t + 5.0), None)
+        if stop is not None:
+            leaked = _voiced_rx_ms(tl, stop, max(u.end_t, stop))
+        else:
+            leaked = _voiced_rx_ms(tl, u.onset_t, u.end_t)
+        out.append(
+            {
+                "caller": u.label,
+                "scripted": u.barge_in,
+                "agent_playing_at_onset": u.agent_playing_at_onset,
+                "onset_ms": _ms(tl, u.onset_t),
+                "stop_audio_ms": _ms(tl, stop),
+                "stopped": stop is not None,
+                "latency_ms": None if stop is None else round((stop - u.onset_t) * 1000, 1),
+                "leaked_ms": round(leaked, 1),
+            }
+        )
+    return out
+
+
+def _probes(tl: Timeline, utts: list[CallerUtterance]) -> list[dict[str, Any]]:
+    out = []
+    for u in utts:
+        if not u.probe or u.onset_t is None:
+            continue
+        stop = next((t for t in tl.stop_audio_t if u.onset_t <= t <= u.onset_t + PROBE_STOP_WINDOW_S), None)
+        out.append(
+            {
+                "kind": u.kind,
+                "caller": u.label,
+                "onset_ms": _ms(tl, u.onset_t),
+                "during_agent_speech": u.agent_playing_at_onset,
+                "stopped": stop is not None,
+                "stop_latency_ms": None if stop is None else round((stop - u.onset_t) * 1000, 1),
+            }
+        )
+    return out
+
+
+def _gaps(tl: Timeline, utts: list[CallerUtterance]) -> dict[str, Any]:
+    states = tl.agent_state
+    caller_turn = [False] * len(states)
+    for u in utts:
+        if u.probe or u.start_tick is None or u.end_tick is None:
+            continue
+        for i in range(u.start_tick, min(u.end_tick + 1, len(states))):
+            caller_turn[i] = tl.caller_voiced[i] if i < len(tl.caller_voiced) else False
+    voiced_idx = [i for i, s in enumerate(states) if s == PLAYED_VOICED]
+    items = []
+    for a, b in itertools.pairwise(voiced_idx):
+        if b - a <= 1 or b - a > GAP_CONTEXT_TICKS:
+            continue
+        dry = [i for i in range(a + 1, b) if states[i] == DRY]
+        if not dry or any(caller_turn[a:b]):
+            continue
+        t_a, t_b = tl.tick_t[a], tl.tick_t[b]
+        if any(t_a <= t <= t_b for t in tl.stop_audio_t):
+            continue
+        items.append({"start_ms": _tick_ms(tl, dry[0]), "ms": round(len(dry) * TICK_S * 1000, 1)})
+    return {"count": len(items), "total_ms": round(sum(g["ms"] for g in items), 1), "items": items}
+
+
+def build_report(
+    *,
+    call_id: str,
+    script_name: str,
+    tl: Timeline,
+    utterances: list[CallerUtterance],
+    events: list[str],
+    ok: bool,
+    error: str | None,
+    agent_texts: dict[int, str] | None,
+    segments: list[AgentSegment],
+) -> dict[str, Any]:
+    transcript: list[dict[str, Any]] = []
+    for u in utterances:
+        if u.kind == "dtmf" or u.onset_t is None or u.end_t is None:
+            continue
+        transcript.append(
+            {"speaker": "caller", "text": u.label, "start_ms": _ms(tl, u.onset_t),
+             "end_ms": round((_ms(tl, u.end_t) or 0.0) + TICK_S * 1000, 1)}
+        )  # fmt: skip
+    for k, seg in enumerate(segments):
+        transcript.append(
+            {"speaker": "agent", "text": (agent_texts or {}).get(k, ""), "start_ms": _tick_ms(tl, seg.start_tick),
+             "end_ms": round(_tick_ms(tl, seg.end_tick) + TICK_S * 1000, 1)}
+        )  # fmt: skip
+    transcript.sort(key=lambda e: e["start_ms"])
+    return {
+        "call_id": call_id,
+        "script": script_name,
+        "ok": ok,
+        "error": error,
+        "events": events,
+        "duration_ms": round(len(tl.tick_t) * TICK_S * 1000, 1),
+        "transcript": transcript,
+        "agent_transcript_engine": "pocketsphinx" if agent_texts is not None else None,
+        "turns": _turns(tl, utterances),
+        "barge_ins": _barge_ins(tl, utterances),
+        "false_barge_in_probes": _probes(tl, utterances),
+        "gaps": _gaps(tl, utterances),
+        "stop_audio_ms": [_ms(tl, t) for t in tl.stop_audio_t],
+        "dtmf_sent": [{"tone": c, "at_ms": _ms(tl, t)} for t, c in tl.dtmf_t],
+        "frames": {
+            "sent": len(tl.tick_t),
+            "agent_received": len(tl.rx_frames),
+            "agent_voiced_received": sum(1 for _, v in tl.rx_frames if v),
+            "bad_messages": tl.bad_messages,
+        },
+    }
