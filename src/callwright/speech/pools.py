@@ -118,12 +118,11 @@ class EnginePool(Generic[T]):
         self._loop = self._loop or asyncio.get_running_loop()
         timeout = self.acquire_timeout if timeout is None else timeout
         async with self._cond:
+            ready = lambda: self._closed or bool(self._idle) or self._size < self.max_size  # noqa: E731
             self._waiting += 1
             try:
-                await asyncio.wait_for(
-                    self._cond.wait_for(lambda: self._closed or bool(self._idle) or self._size < self.max_size),
-                    timeout,
-                )
+                if not ready():  # wait_for(timeout=0) would time out even with an instance free
+                    await asyncio.wait_for(self._cond.wait_for(ready), timeout)
             except TimeoutError:
                 self._exhausted += 1
                 log.warning(
@@ -242,16 +241,16 @@ class EnginePool(Generic[T]):
                 await asyncio.to_thread(self._reset, item)
         except Exception:
             log.exception("pool %s: reset failed; dropping the instance", self.name)
-            self._closed_or_broken(item)
+            self._close_in_background(item)
             await self._give_back_slot()
             return
         if self._closed:
-            self._closed_or_broken(item)
+            self._close_in_background(item)
             self._size -= 1
             return
         await self._to_idle(item)
 
-    def _closed_or_broken(self, item: T) -> None:
+    def _close_in_background(self, item: T) -> None:
         # Closing is quick for every engine here, and release paths must not be cancelled midway.
         threading.Thread(target=self._safe_close, args=(item,), name=f"{self.name}-close", daemon=True).start()
 

@@ -1,0 +1,123 @@
+"""Builds the speech engines chosen by Settings: bounded STT/TTS pools and per-call VADs.
+
+Selection problems (a missing optional package, Azure without a key) raise at build time with a line
+naming the setting, so the server refuses to start rather than failing the first call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from callwright.config import Settings
+from callwright.speech.base import Recognizer, Synthesizer
+from callwright.speech.instant import InstantRecognizer, InstantSynthesizer
+from callwright.speech.pools import EnginePool
+from callwright.speech.vad import SpeechSegmenter, WebRtcVad
+
+
+@dataclass
+class SpeechEngines:
+    stt_pool: EnginePool[Recognizer]
+    tts_pool: EnginePool[Synthesizer]
+    min_speech_ms: int = 120
+    endpoint_silence_ms: int = 300
+    describe: dict[str, str] = field(default_factory=dict)
+
+    def new_vad(self) -> WebRtcVad:
+        return WebRtcVad(mode=3)
+
+    def new_segmenter(self) -> SpeechSegmenter:
+        return SpeechSegmenter(self.new_vad(), self.min_speech_ms, self.endpoint_silence_ms)
+
+    def start(self) -> None:
+        """Start warming both pools in the background (call from the app's lifespan)."""
+        self.stt_pool.start()
+        self.tts_pool.start()
+
+    async def close(self) -> None:
+        await self.stt_pool.close()
+        await self.tts_pool.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {"stt": self.stt_pool.stats(), "tts": self.tts_pool.stats(), "engines": dict(self.describe)}
+
+
+def _azure_options(settings: Settings) -> Any:
+    from callwright.speech.azure import AzureSpeechOptions
+
+    key = settings.azure_speech_key.get_secret_value() if settings.azure_speech_key else None
+    options = AzureSpeechOptions(
+        key=key,
+        region=settings.azure_speech_region,
+        endpoint=settings.azure_speech_endpoint,
+        language=settings.azure_speech_language,
+        voice=settings.tts_voice or settings.azure_tts_voice,
+        segmentation_silence_ms=settings.endpoint_silence_ms,
+    )
+    options.speech_config()  # fail now, naming the missing setting, not on the first call
+    return options
+
+
+def _stt_factory(settings: Settings, instant_transcript: str) -> Callable[[], Recognizer]:
+    engine = settings.stt_engine
+    if engine == "instant":
+        return lambda: InstantRecognizer(default=instant_transcript)
+    if engine == "azure":
+        from callwright.speech.azure import AzureRecognizer
+
+        options = _azure_options(settings)
+        return lambda: AzureRecognizer(options)
+    from callwright.speech.stt_pocketsphinx import Lexicon, PocketsphinxRecognizer
+
+    lexicon = Lexicon()  # one parsed dictionary shared by every pooled recognizer
+    return lambda: PocketsphinxRecognizer(lexicon)
+
+
+def _tts_factory(settings: Settings) -> Callable[[], Synthesizer]:
+    engine = settings.tts_engine
+    if engine == "instant":
+        return InstantSynthesizer
+    if engine == "azure":
+        from callwright.speech.azure import AzureSynthesizer
+
+        options = _azure_options(settings)
+        return lambda: AzureSynthesizer(options)
+    if engine == "piper":
+        from callwright.speech.tts_espeak import TtsUnavailable
+        from callwright.speech.tts_piper import PiperSynthesizer, find_piper_voice, piper_available
+
+        if not piper_available():
+            raise TtsUnavailable("TTS_ENGINE=piper needs piper-tts and a voice: pip install 'callwright[piper]'")
+        voice = str(find_piper_voice(settings.tts_voice))
+        return lambda: PiperSynthesizer(voice)
+    from callwright.speech.tts_espeak import make_espeak
+
+    make_espeak(settings.tts_voice).close()  # validates the voice name at selection time
+    return lambda: make_espeak(settings.tts_voice)
+
+
+def build_engines(settings: Settings, instant_transcript: str = "") -> SpeechEngines:
+    """Pools are created idle; call ``start()`` inside the running loop to warm them."""
+    stt = EnginePool[Recognizer](
+        "stt",
+        _stt_factory(settings, instant_transcript),
+        max_size=settings.stt_pool_size,
+        warm=settings.stt_pool_warm,
+        acquire_timeout=settings.pool_acquire_timeout,
+    )
+    tts = EnginePool[Synthesizer](
+        "tts",
+        _tts_factory(settings),
+        max_size=settings.tts_pool_size,
+        warm=settings.tts_pool_warm,
+        acquire_timeout=settings.pool_acquire_timeout,
+    )
+    return SpeechEngines(
+        stt,
+        tts,
+        min_speech_ms=settings.barge_in_min_speech_ms,
+        endpoint_silence_ms=settings.endpoint_silence_ms,
+        describe={"stt": settings.stt_engine, "tts": settings.tts_engine, "vad": settings.vad_engine},
+    )
