@@ -130,7 +130,12 @@ class FakeCall:
 
 
 async def run_phone(
-    script: str, app: FakeApp, *, record_dir: Path | None = None, transcribe: bool = False, tts_cache: Path | None = None
+    script: str,
+    app: FakeApp,
+    *,
+    record_dir: Path | None = None,
+    transcribe: bool = False,
+    tts_cache: Path | None = None,
 ) -> tuple[VirtualPhone, FakeCall, dict[str, Any]]:
     phone = build_phone_from_script(script, record_dir=record_dir, transcribe=transcribe, tts_cache_dir=tts_cache)
     call = FakeCall(phone)

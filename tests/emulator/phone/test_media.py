@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import wave
 from pathlib import Path
 
@@ -96,7 +97,7 @@ steps:
         st = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
     right = st[:, 1].astype("<i2").tobytes()
     voiced = _voiced_frames(right)
-    assert Path(report["recording"]["json"]).exists()
+    assert json.loads(Path(report["recording"]["json"]).read_text())["call_id"] == "call-test-1"  # noqa: ASYNC240
     # 3 × 200 ms in three casings, then ~300 ms of the long reply before StopAudio: about 900 ms, never 2.6 s.
     assert 40 <= sum(voiced) <= 52, sum(voiced)
     # Nothing is played after StopAudio (one tick of slack for the frame in flight).
