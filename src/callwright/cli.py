@@ -11,6 +11,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """Callwright: a real-time voice agent server for ACS phone calls."""
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="interface to listen on"),
@@ -23,7 +28,7 @@ def serve(
     from callwright.config import load_settings
 
     settings = load_settings()
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, ws="websockets")
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, ws="websockets-sansio")
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from callwright.config import Settings, level_overrides
 
@@ -39,6 +40,18 @@ class CallIdFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is now (it may be replaced after start: test capture, daemonising)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 @contextmanager
 def call_scope(call_connection_id: str | None) -> Iterator[None]:
     token = current_call_id.set(call_connection_id)
@@ -53,7 +66,7 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     handler_name = "callwright-console"
     if not any(h.get_name() == handler_name for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.set_name(handler_name)
         handler.addFilter(CallIdFilter())
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s%(call_tag)s: %(message)s"))

@@ -141,6 +141,8 @@ class CallEventProcessor:
                         event.short_type,
                         event.id,
                     )
+            if call is None and (created := ctx.call) is not None:  # the event created its call
+                created.events_seen.append(event.short_type)
             self._count(event, outcome)
 
     async def drain(self, timeout: float = 10.0) -> None:
