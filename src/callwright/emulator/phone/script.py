@@ -150,6 +150,8 @@ class _Ctx:
         return float(v)
 
     def text(self, v: Any, key: str) -> str:
+        if v is None:
+            raise self.fail(f"field {key!r} is required")
         if not isinstance(v, str) or not v.strip():
             raise self.fail(f"field {key!r} must be a non-empty string, got {v!r}")
         return v.strip()
@@ -160,8 +162,9 @@ def _parse_say(v: Any, ctx: _Ctx, base_dir: Path | None) -> Say:
         return Say(source="text", text=ctx.text(v, "say"))
     if not isinstance(v, dict):
         raise ctx.fail(f"'say' must be text or a mapping with text/file/noise/click, got {type(v).__name__}")
-    sources = [k for k in ("text", "file", "noise", "click") if k in v]
-    if len(sources) != 1:
+    # With 'file', 'text' is the file's transcript (for the report), not a second source.
+    sources = [k for k in ("file", "noise", "click") if k in v] or [k for k in ("text",) if k in v]
+    if len(sources) != 1 or ("text" in v and sources[0] in ("noise", "click")):
         raise ctx.fail("'say' needs exactly one of 'text', 'file', 'noise', 'click'")
     src = sources[0]
     probe = v.get("probe", src in ("noise", "click"))
