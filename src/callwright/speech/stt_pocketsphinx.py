@@ -41,7 +41,7 @@ class Lexicon:
         self._entries: dict[str, list[str]] | None = None
         self._lock = threading.Lock()
 
-    def _load(self) -> dict[str, list[str]]:
+    def load(self) -> dict[str, list[str]]:
         with self._lock:
             if self._entries is None:
                 entries: dict[str, list[str]] = {}
@@ -54,10 +54,10 @@ class Lexicon:
             return self._entries
 
     def __contains__(self, word: str) -> bool:
-        return word in self._load()
+        return word in self.load()
 
     def dictionary_text(self, words: Iterable[str]) -> str:
-        entries = self._load()
+        entries = self.load()
         lines = []
         for word in sorted(set(words)):
             for i, phones in enumerate(entries.get(word, ())):
@@ -98,6 +98,7 @@ class PocketsphinxRecognizer(Recognizer):
 
     def __init__(self, lexicon: Lexicon, partial_every: int = 3, cached_phrase_sets: int = 4) -> None:
         self.lexicon = lexicon
+        lexicon.load()  # parse once while the pool warms up, not inside the first call's lane
         self.partial_every = max(1, partial_every)
         self._cache_size = max(1, cached_phrase_sets)
         self._cache: collections.OrderedDict[tuple[str, ...], Decoder] = collections.OrderedDict()
@@ -179,6 +180,8 @@ class PocketsphinxRecognizer(Recognizer):
             return Recognition(text, False)
 
     def end_utterance(self) -> Recognition | None:
+        """The final; ``confidence`` is the decoder's lattice posterior, a relative score (often 0.05-0.3
+        even for correct short phrases), not a calibrated probability."""
         with self._lock:
             if not self._active or self._decoder is None:
                 return None

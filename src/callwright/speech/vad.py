@@ -105,6 +105,7 @@ class SpeechSegmenter:
         self._in_speech = False
         self._silent_run = 0
         self._last_voiced_end: tuple[float, int] = (0.0, 0)
+        self.last_voiced = False
 
     @property
     def in_speech(self) -> bool:
@@ -113,7 +114,7 @@ class SpeechSegmenter:
     def feed(self, frame: bytes, now: float | None = None) -> SegmentEvent | None:
         now = time.monotonic() if now is None else now
         start = now - FRAME_MS / 1000  # the frame arrived once it was complete
-        voiced = self.vad.is_speech(frame)
+        voiced = self.last_voiced = self.vad.is_speech(frame)
         offset = self._offset_ms
         self._offset_ms += FRAME_MS
         if self._in_speech:
