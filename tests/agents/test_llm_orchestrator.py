@@ -100,7 +100,7 @@ async def stand_in() -> AsyncIterator[tuple[StandIn, str]]:
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(server_state.app, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only this flag, no event
         await asyncio.sleep(0.01)
     yield server_state, f"http://127.0.0.1:{port}/v1"
     server.should_exit = True
@@ -111,7 +111,7 @@ async def stand_in() -> AsyncIterator[tuple[StandIn, str]]:
 
 @pytest.fixture
 def make_llm(settings, insurance, call, memo, stand_in):
-    server, url = stand_in
+    _server, url = stand_in
 
     def build(**overrides: Any) -> LLMOrchestrator:
         llm_settings = settings.model_copy(
