@@ -212,7 +212,14 @@ class Emulator:
             forget=self._forget,
         )
         config = uvicorn.Config(
-            self.build_app(), log_level="warning", lifespan="off", access_log=False, ws="none", **ssl_args
+            self.build_app(),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            ws="none",
+            # Idle keep-alive TLS connections otherwise hold shutdown for asyncio's 30 s SSL close timeout.
+            timeout_graceful_shutdown=2,
+            **ssl_args,
         )
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the host owns signals
@@ -225,9 +232,7 @@ class Emulator:
         log.info("ACS emulator listening on %s (resource id %s)", self.endpoint, self.resource_id)
 
     async def stop(self) -> None:
-        for call in list(self.calls.values()):
-            with contextlib.suppress(Exception):
-                await call.shutdown()
+        await asyncio.gather(*(call.shutdown() for call in list(self.calls.values())), return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
