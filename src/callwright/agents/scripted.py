@@ -3,7 +3,9 @@
 Each turn is planned first (intent match, slot filling, tool calls, state changes on a copy of the
 state) and the events are yielded afterwards. A barge-in cancels the generator while it yields, when
 the plan is already committed: what the caller asked for has been done, only the telling is cut short,
-which is what a human would do too. A cancel during a tool call commits nothing.
+which is what a human would do too. Slot and failure state is committed only after planning, so a cancel
+during a tool call leaves it as it was; a handoff is the exception (the agent switches as it is planned,
+so the on_enter step renders with the new agent) — handlers read ``active_agent`` after every turn.
 """
 
 from __future__ import annotations
