@@ -85,17 +85,24 @@ class FakeApp:
             if task is not None:
                 task.cancel()
 
-    async def next_utterance_end(self) -> float:
-        """Receive time of the last voiced caller frame of the next utterance (known at the next silent one)."""
+    async def next_utterance_end(self, hangover_frames: int = 3) -> float:
+        """Receive time of the last voiced caller frame of the next utterance.
+
+        Known only once ``hangover_frames`` silent frames follow it (speech has short pauses inside);
+        the delay is then measured from the last voiced frame's receive time, as an endpointer would.
+        """
         last_voiced: float | None = None
+        quiet = 0
         while True:
             t, msg = await self.inbox.get()
             if msg.get("kind") != "AudioData":
                 continue
             if not msg["audioData"]["silent"]:
-                last_voiced = t
+                last_voiced, quiet = t, 0
             elif last_voiced is not None:
-                return last_voiced
+                quiet += 1
+                if quiet >= hangover_frames:
+                    return last_voiced
 
     async def next_onset(self) -> float:
         while True:

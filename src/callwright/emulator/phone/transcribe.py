@@ -13,6 +13,7 @@ import logging
 import queue
 import re
 import threading
+from collections import deque
 from collections.abc import Callable
 
 from rapidfuzz import fuzz
@@ -22,7 +23,10 @@ from callwright.emulator.phone.audio import resample
 log = logging.getLogger(__name__)
 
 PHRASE_MATCH_SCORE = 80.0
-_END_SILENT_FRAMES = 25  # 500 ms of silence ends a live utterance
+_END_SILENT_FRAMES = 40  # 800 ms of silence ends a live utterance (sentence pauses stay inside)
+_REDECODE_EVERY_FRAMES = 50  # re-decode a long utterance every second, so phrases match mid-speech
+_REDECODE_WINDOW_S = 6
+_PREROLL_FRAMES = 10  # soft word onsets fall below the voicing floor; feed the 200 ms before it too
 
 
 def _decoder():  # type: ignore[no-untyped-def]
@@ -97,32 +101,41 @@ class LiveSpotter:
         except Exception:
             log.exception("phone live STT: pocketsphinx failed to start; phrase waits will time out")
             return
+
+        # Whole-utterance decodes (full_utt) rather than frame-by-frame streaming: pocketsphinx's live
+        # cepstral normalisation garbles the first words of each utterance, which is where phrases are.
+        def decode(audio: bytes) -> str:
+            dec.start_utt()
+            dec.process_raw(audio, full_utt=True)
+            dec.end_utt()
+            hyp = dec.hyp()
+            return hyp.hypstr if hyp is not None else ""
+
+        window = _REDECODE_WINDOW_S * 16_000 * 2
+        buf = bytearray()
         in_utt = False
-        silent = 0
+        silent = n = 0
         idx = -1
-        n = 0
+        preroll: deque[bytes] = deque(maxlen=_PREROLL_FRAMES)
         while True:
             item = self._q.get()
             if item is None:
                 break
             pcm, voiced = item
+            pcm = resample(pcm, self.rate, 16_000)
             if not in_utt:
                 if not voiced:
+                    preroll.append(pcm)
                     continue
-                dec.start_utt()
                 in_utt, silent, n = True, 0, 0
                 idx += 1
-            dec.process_raw(resample(pcm, self.rate, 16_000), False, False)
+                buf = bytearray(b"".join(preroll))
+                preroll.clear()
+            buf += pcm
             n += 1
             silent = 0 if voiced else silent + 1
             if silent >= _END_SILENT_FRAMES:
-                dec.end_utt()
                 in_utt = False
-                hyp = dec.hyp()
-                self._publish(idx, hyp.hypstr if hyp is not None else "")
-            elif n % 10 == 0:
-                hyp = dec.hyp()
-                if hyp is not None:
-                    self._publish(idx, hyp.hypstr)
-        if in_utt:
-            dec.end_utt()
+                self._publish(idx, decode(bytes(buf)))
+            elif n % _REDECODE_EVERY_FRAMES == 0:
+                self._publish(idx, decode(bytes(buf[-window:])))
