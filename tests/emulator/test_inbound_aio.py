@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from azure.communication.callautomation import (
@@ -19,7 +20,8 @@ from azure.communication.callautomation import (
 from azure.communication.callautomation.aio import CallAutomationClient
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError
-from emu_support import FakePhone, Webhook
+from emu_support import FakePhone, Webhook, serve
+from fastapi import FastAPI, Request, Response
 
 from callwright.emulator.service import Emulator
 
@@ -43,6 +45,7 @@ def verify(token: str, emu: Emulator, jwks: jwt.PyJWKClient) -> dict[str, Any]:
     return jwt.decode(token, key.key, algorithms=["RS256"], audience=emu.resource_id, issuer=emu.issuer)
 
 
+@pytest.mark.filterwarnings("ignore:The method 'play_media_to_all' is deprecated:DeprecationWarning")
 async def test_inbound_call_through_async_sdk(emulator: Emulator, webhook: Webhook) -> None:
     emu = emulator
     phone = FakePhone()
@@ -100,6 +103,12 @@ async def test_inbound_call_through_async_sdk(emulator: Emulator, webhook: Webho
         assert done["data"]["operationContext"] == "p1"
         assert webhook.callback_types().index("PlayStarted") < webhook.callback_types().index("PlayCompleted")
         assert phone.prompts and phone.prompts[0] > 16000  # about a second of 16 kHz speech at least
+        # To one participant (the caller): the phone hears it too.
+        await conn.play_media(
+            TextSource(text="Just you."), play_to=[PhoneNumberIdentifier(CALLER)], operation_context="p2"
+        )
+        await webhook.wait_for(lambda: webhook.callback_types().count("PlayCompleted") == 2)
+        assert len(phone.prompts) == 2
 
         await conn.start_continuous_dtmf_recognition(PhoneNumberIdentifier(CALLER), operation_context="cd")
         call.dtmf_from_phone("5")
@@ -147,8 +156,6 @@ async def test_inbound_call_through_async_sdk(emulator: Emulator, webhook: Webho
 
 
 async def test_openid_configuration_points_at_jwks(emulator: Emulator) -> None:
-    import httpx
-
     async with httpx.AsyncClient() as http:
         cfg = (await http.get(emulator.openid_config_url)).json()
         assert cfg["issuer"] == "https://acscallautomation.communication.azure.com"
@@ -185,3 +192,26 @@ async def test_rejected_call_raises_for_the_phone(emulator: Emulator, webhook: W
         await client.reject_call(ctx)
     with pytest.raises(InboundCallError, match="rejected"):
         await asyncio.wait_for(placing, 10)
+
+
+async def test_asynchronous_event_grid_validation(webhook: Webhook) -> None:
+    """A webhook that answers 200 without a body and GETs validationUrl instead (Event Grid's async mode)."""
+    app = FastAPI()
+    seen: list[str] = []
+
+    @app.post("/eg")
+    async def eg(request: Request) -> Response:
+        body = await request.json()
+        url = body[0]["data"]["validationUrl"]
+        seen.append(url)
+
+        async def confirm() -> None:
+            async with httpx.AsyncClient() as http:
+                await http.get(url)
+
+        asyncio.get_running_loop().create_task(confirm())
+        return Response(status_code=200)
+
+    async with serve(app) as base, Emulator(webhook_url=f"{base}/eg") as emu:
+        assert await emu.validate_webhook()
+    assert seen and "/emulator/eventgrid/validate?id=" in seen[0]
