@@ -1,0 +1,117 @@
+"""The whole system on one machine: the emulator and the Callwright server, wired to each other.
+
+Used by ``callwright demo``, ``callwright bench`` and the end-to-end tests. The server is configured
+exactly as it would be for real ACS — connection string, callback URL, JWT audience and OpenID URL,
+Event Grid secret — only the values point at the emulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from callwright.app import create_app
+from callwright.config import Settings, load_settings
+from callwright.emulator.service import Emulator
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(app: Any, port: int) -> AsyncIterator[str]:
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, ws="websockets-sansio", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(), name=f"uvicorn:{port}")
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the server stopped while starting")
+        if time.monotonic() > deadline:
+            raise TimeoutError("the server did not start within 60 s")
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, timeout=15)
+
+
+@dataclass
+class LocalStack:
+    emulator: Emulator
+    app: Any
+    settings: Settings
+    url: str
+
+    @property
+    def state(self) -> Any:
+        return self.app.state
+
+    async def call(
+        self, script_text: str, *, record_dir: Path | None = None, timeout_s: float = 120.0
+    ) -> dict[str, Any]:
+        """Run one scripted call (inbound, or outbound placed through the server's API) to its end."""
+        from callwright.emulator.phone import build_phone_from_script
+
+        phone = build_phone_from_script(script_text, record_dir=record_dir)
+        spec = phone.script
+        if spec.direction == "outbound":
+            return await self._outbound(phone, timeout_s)
+        call = await self.emulator.place_inbound_call(
+            phone, from_number=spec.from_number or phone.number, to_number=spec.to_number or "+15550001000"
+        )
+        return await asyncio.wait_for(phone.run(call), timeout_s)
+
+    async def _outbound(self, phone: Any, timeout_s: float) -> dict[str, Any]:
+        import httpx
+
+        self.emulator.register_phone(phone.number, phone, phone.outbound_behaviour)
+        try:
+            waiter = self.emulator.expect_outbound_call(phone.number)
+            async with httpx.AsyncClient(timeout=30) as http:
+                resp = await http.post(f"{self.url}/api/v1/calls", json={"target": phone.number})
+                resp.raise_for_status()
+            call = await asyncio.wait_for(waiter, timeout_s)
+            if phone.outbound_behaviour.outcome != "answer":
+                await call.ended.wait()
+                return {"ok": True, "call_id": call.call_connection_id, "events": list(call.events_sent)}
+            await call.connected.wait()
+            return await asyncio.wait_for(phone.run(call), timeout_s)
+        finally:
+            self.emulator.unregister_phone(phone.number)
+
+
+@contextlib.asynccontextmanager
+async def local_stack(**overrides: Any) -> AsyncIterator[LocalStack]:
+    secret = secrets.token_urlsafe(16)
+    async with Emulator() as emulator:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        values: dict[str, Any] = {
+            "acs_connection_string": emulator.connection_string,
+            "acs_callback_url": base,
+            "acs_jwt_audience": emulator.resource_id,
+            "acs_openid_config_url": emulator.openid_config_url,
+            "eventgrid_secret": secret,
+        }
+        values.update(overrides)
+        settings = load_settings(**values)
+        app = create_app(settings)
+        async with serve_asgi(app, port) as url:
+            emulator.webhook_url = f"{url}/api/v1/call-events?secret={secret}"
+            yield LocalStack(emulator=emulator, app=app, settings=settings, url=url)

@@ -1,0 +1,1 @@
+"""The speech cascade: recognition lane, turn lane, paced playback with barge-in."""

@@ -1,0 +1,424 @@
+"""SpeechCascadeHandler: the three-lane media handler (``ACS_STREAMING_MODE=media``).
+
+1. Recognition lane (a thread): VAD + streaming STT over the caller's frames (``recognition.py``).
+2. Turn lane (one task): consumes caller turns one at a time, runs the orchestrator, streams each
+   clause to TTS as soon as it exists and hands the audio to playback — synthesis of the next clause
+   overlaps playback of this one, so there are no gaps between sentences.
+3. The event loop: WebSocket I/O (the media endpoint), paced playback, barge-in execution, cleanup.
+
+Barge-in happens in two steps. On voice onset while the agent is audible, playback pauses and
+StopAudio goes out at once (the caller hears the agent stop within ~150 ms of starting to speak). When
+the utterance is recognised it is either confirmed — the turn is cancelled and the reply is stored in
+history as heard, marked interrupted — or, for a backchannel or noise, the agent resumes by re-speaking
+the interrupted sentence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from callwright.acs.media import FRAME_MS, AudioData, AudioMetadata, frame_bytes
+from callwright.agents.base import Handoff, HangUp, Orchestrator, TextChunk, ToolInvoked, Transfer, Turn
+from callwright.logs import call_scope
+from callwright.sessions.registry import CallRecord
+from callwright.speech.base import Recognizer, Synthesizer
+from callwright.speech.pools import PoolClosed, PoolExhausted
+from callwright.voice.base import MediaTransport
+from callwright.voice.cascade.heard import BACKCHANNEL_PHRASES, heard_text, is_backchannel
+from callwright.voice.cascade.playback import Playback, Segment
+from callwright.voice.cascade.recognition import RecognitionLane, Utterance
+
+log = logging.getLogger("callwright.cascade")
+
+DTMF_INTER_DIGIT_SECONDS = 2.0
+BACKCHANNEL_MAX_VOICED_MS = 900
+
+
+@dataclass
+class _Reply:
+    kind: Literal["greeting", "speech", "dtmf"]
+    agent: str
+    segments: list[Segment] = field(default_factory=list)
+    speech_end_time: float | None = None
+    final_time: float | None = None
+    first_text_time: float | None = None
+
+
+@dataclass
+class _PendingBargeIn:
+    onset_time: float
+    detected_at: float
+    stopped_at: float
+    reply: _Reply
+    confirmed: bool = False
+
+
+class SpeechCascadeHandler:
+    def __init__(
+        self,
+        record: CallRecord,
+        transport: MediaTransport,
+        app_state: Any,
+        *,
+        orchestrator: Orchestrator | None = None,
+    ) -> None:
+        self._record = record
+        self._transport = transport
+        self._st = app_state
+        self._settings = app_state.settings
+        self._engines = app_state.speech
+        self._metrics = app_state.metrics
+        self._orchestrator_override = orchestrator
+        self.orchestrator: Orchestrator | None = None
+        self._stt: Recognizer | None = None
+        self._tts: Synthesizer | None = None
+        self.playback = Playback(transport)
+        self._lane: RecognitionLane | None = None
+        self._turns: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._turn_loop_task: asyncio.Task[None] | None = None
+        self._turn_task: asyncio.Task[None] | None = None
+        self._reply: _Reply | None = None
+        self._barge: _PendingBargeIn | None = None
+        self._dtmf_digits = ""
+        self._dtmf_timer: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._stopped = False
+        self._started = False
+        self.turn_metrics: list[dict[str, float]] = []
+
+    @property
+    def memo(self) -> Any:
+        return self._record.memo
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    async def start(self, metadata: AudioMetadata) -> None:
+        if self._started:
+            return
+        self._started = True
+        loop = asyncio.get_running_loop()
+        try:
+            self._stt = await self._engines.stt_pool.acquire()
+            self._tts = await self._engines.tts_pool.acquire()
+        except (PoolExhausted, PoolClosed) as exc:
+            log.error("refusing the call: %s", exc)
+            self._release_engines()
+            self._spawn(self._refuse())
+            return
+        self.orchestrator = self._orchestrator_override or self._st.orchestrator_factory(self._record)
+        self.playback.start()
+        self._lane = RecognitionLane(
+            call_id=self._record.call_connection_id,
+            recognizer=self._stt,
+            segmenter=self._engines.new_segmenter(),
+            loop=loop,
+            agent_audible=lambda: self.playback.audible,
+            on_onset=self._on_onset,
+            on_partial=self._on_partial,
+            on_utterance=self._on_utterance,
+            max_utterance_seconds=self._settings.stt_processing_timeout,
+        )
+        self._lane.bias(self._phrases())
+        self._lane.start()
+        self._turn_loop_task = loop.create_task(self._turn_loop(), name=f"turns:{self._record.call_connection_id}")
+        self._turns.put_nowait(("greeting", None))
+        log.info("speech cascade started")
+
+    def _phrases(self) -> list[str]:
+        assert self.orchestrator is not None
+        return [*self.orchestrator.expected_phrases(), *BACKCHANNEL_PHRASES]
+
+    def on_audio(self, frame: AudioData) -> None:
+        # Silent frames matter: the segmenter needs the pauses to find the end of an utterance.
+        if self._lane is not None and not self._stopped:
+            self._lane.feed(frame.pcm if not frame.silent else bytes(len(frame.pcm) or 640))
+
+    async def on_dtmf(self, tone: str) -> None:
+        if self._stopped or self.orchestrator is None:
+            return
+        self._dtmf_digits += tone
+        if self._dtmf_timer is not None:
+            self._dtmf_timer.cancel()
+        if tone == "#":
+            self._flush_dtmf()
+        else:
+            self._dtmf_timer = asyncio.get_running_loop().call_later(DTMF_INTER_DIGIT_SECONDS, self._flush_dtmf)
+
+    def _flush_dtmf(self) -> None:
+        self._dtmf_timer = None
+        digits, self._dtmf_digits = self._dtmf_digits, ""
+        if digits:
+            log.info("DTMF input %s", digits)
+            self._turns.put_nowait(("dtmf", digits))
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._dtmf_timer is not None:
+            self._dtmf_timer.cancel()
+        if self._lane is not None:
+            self._lane.stop()
+        if self._reply is not None and self._turn_task is not None and not self._turn_task.done():
+            self._record_interrupted(self.playback.clear(), reason="call ended")
+        for task in (self._turn_task, self._turn_loop_task, *self._background):
+            if task is not None and not task.done():
+                task.cancel()
+        for task in (self._turn_task, self._turn_loop_task, *self._background):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        await self.playback.close()
+        if self._lane is not None:
+            joined = await asyncio.get_running_loop().run_in_executor(None, self._lane.join, 1.0)
+            if not joined:
+                log.error("recognition lane did not stop within 1 s")
+        self._release_engines()
+        if self.memo is not None:
+            self.memo.persist_background(0)
+        log.info("speech cascade stopped")
+
+    def _release_engines(self) -> None:
+        if self._stt is not None:
+            self._engines.stt_pool.release(self._stt)
+            self._stt = None
+        if self._tts is not None:
+            self._engines.tts_pool.release(self._tts)
+            self._tts = None
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _refuse(self) -> None:
+        """At capacity: a short apology, then hang up — never silence."""
+        pcm = getattr(self._st, "apology_pcm", b"")
+        step = frame_bytes(self._transport.sample_rate)
+        start = time.monotonic()
+        for i in range(0, len(pcm), step):
+            if self._transport.closed:
+                return
+            await self._transport.send_audio(pcm[i : i + step].ljust(step, b"\0"))
+            delay = start + (i // step) * FRAME_MS / 1000 - 0.06 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await asyncio.sleep(len(pcm) / 2 / self._transport.sample_rate - (time.monotonic() - start) + 0.1)
+        await self._hang_up("at capacity")
+
+    # --- the turn lane ----------------------------------------------------------------------------
+    async def _turn_loop(self) -> None:
+        while True:
+            kind, payload = await self._turns.get()
+            self._turn_task = asyncio.get_running_loop().create_task(self._run_turn(kind, payload))
+            try:
+                await self._turn_task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the handler is stopping
+            except Exception:
+                log.exception("turn failed")
+            finally:
+                self._turn_task = None
+                self._reply = None
+
+    async def _run_turn(self, kind: str, payload: Any) -> None:
+        orchestrator = self.orchestrator
+        assert orchestrator is not None
+        reply = _Reply(kind=kind, agent=orchestrator.active_agent)  # type: ignore[arg-type]
+        if kind == "speech":
+            utt: Utterance = payload
+            reply.speech_end_time, reply.final_time = utt.speech_end_time, utt.final_time
+            events = orchestrator.respond(Turn(utt.text, "speech", utt.confidence))
+        elif kind == "dtmf":
+            reply.final_time = time.monotonic()
+            events = orchestrator.respond(Turn(payload, "dtmf"))
+        else:
+            events = orchestrator.greeting()
+        self._reply = reply
+        to_synthesize: asyncio.Queue[Segment | None] = asyncio.Queue()
+        cancel_synthesis = threading.Event()
+        synth = asyncio.get_running_loop().create_task(self._synthesize(to_synthesize, cancel_synthesis))
+        actions: list[Transfer | HangUp] = []
+        try:
+            async for event in events:
+                if isinstance(event, TextChunk) and event.text.strip():
+                    if reply.first_text_time is None:
+                        reply.first_text_time = time.monotonic()
+                    seg = self.playback.new_segment(event.text.strip())
+                    reply.segments.append(seg)
+                    to_synthesize.put_nowait(seg)
+                elif isinstance(event, Handoff):
+                    log.info("handoff %s → %s", event.from_agent, event.to_agent)
+                    if self._lane is not None:
+                        self._lane.bias(self._phrases())
+                    if self.memo is not None:
+                        self.memo.set_context("active_agent", event.to_agent)
+                elif isinstance(event, Transfer | HangUp):
+                    actions.append(event)
+                elif isinstance(event, ToolInvoked) and self.memo is not None:
+                    self.memo.record_metric("tool", tool=event.name, arguments=event.arguments)
+            to_synthesize.put_nowait(None)
+            await synth
+            await self.playback.wait_played()
+            self.playback.forget(reply.segments)
+        except asyncio.CancelledError:
+            cancel_synthesis.set()
+            raise
+        finally:
+            if not synth.done():
+                cancel_synthesis.set()
+                synth.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await synth
+        self._record_completed(reply)
+        for action in actions:
+            if isinstance(action, Transfer):
+                await self._transfer(action.target)
+            else:
+                await self._hang_up(action.reason or "agent ended the call")
+
+    async def _synthesize(self, segments: asyncio.Queue[Segment | None], cancel: threading.Event) -> None:
+        loop = asyncio.get_running_loop()
+        tts = self._tts
+        assert tts is not None
+        while (seg := await segments.get()) is not None:
+
+            def sink(chunk: bytes, seg: Segment = seg) -> bool:
+                if cancel.is_set():
+                    return False
+                loop.call_soon_threadsafe(self.playback.append, seg, chunk)
+                return True
+
+            await loop.run_in_executor(None, tts.synthesize, seg.text, sink, self._settings.tts_voice)
+            if cancel.is_set():
+                return
+            self.playback.finish(seg)
+
+    # --- history and metrics ----------------------------------------------------------------------
+    def _record_completed(self, reply: _Reply) -> None:
+        _, full = heard_text(reply.segments)
+        if self.memo is not None and full:
+            self.memo.append_history("assistant", full, agent=reply.agent)
+            self.memo.persist_background()
+        self._observe_turn(reply)
+
+    def _record_interrupted(self, _cleared: list[Segment], *, reason: str) -> None:
+        reply = self._reply
+        if reply is None:
+            return
+        heard, full = heard_text(reply.segments)
+        if self.memo is not None and full:
+            self.memo.append_history(
+                "assistant", heard, agent=reply.agent, interrupted=True, full_text=full, reason=reason
+            )
+            self.memo.persist_background()
+        self._observe_turn(reply)
+
+    def _observe_turn(self, reply: _Reply) -> None:
+        first_audio = next((s.first_sent_time for s in reply.segments if s.first_sent_time), None)
+        m: dict[str, float] = {}
+        if reply.speech_end_time and reply.final_time:
+            m["stt_final_s"] = reply.final_time - reply.speech_end_time
+            self._metrics.turn_stt_final_seconds.observe(m["stt_final_s"])
+        if reply.final_time and reply.first_text_time:
+            m["agent_first_text_s"] = reply.first_text_time - reply.final_time
+            self._metrics.turn_agent_first_text_seconds.observe(m["agent_first_text_s"])
+        if reply.first_text_time and first_audio:
+            m["tts_first_audio_s"] = first_audio - reply.first_text_time
+            self._metrics.turn_tts_first_audio_seconds.observe(m["tts_first_audio_s"])
+        if reply.speech_end_time and first_audio:
+            m["response_s"] = first_audio - reply.speech_end_time
+            self._metrics.turn_response_seconds.observe(m["response_s"])
+        if m:
+            self.turn_metrics.append(m)
+            if self.memo is not None:
+                self.memo.record_metric("turn", kind=reply.kind, **m)
+
+    # --- barge-in (on the event loop) -------------------------------------------------------------
+    async def _on_onset(self, onset_time: float, detected_at: float) -> None:
+        with call_scope(self._record.call_connection_id):
+            reply = self._reply
+            if self._stopped or reply is None or self._barge is not None or not self.playback.audible:
+                return
+            self.playback.pause()
+            await self._transport.stop_audio()
+            stopped = time.monotonic()
+            self._barge = _PendingBargeIn(onset_time, detected_at, stopped, reply)
+            self._metrics.barge_in_detect_seconds.observe(detected_at - onset_time)
+            self._metrics.barge_in_execute_seconds.observe(stopped - detected_at)
+            log.info("barge-in: StopAudio %.0f ms after voice onset", (stopped - onset_time) * 1000)
+
+    def _on_partial(self, text: str) -> None:
+        barge = self._barge
+        if barge is None or barge.confirmed:
+            return
+        words = [w for w in text.lower().split() if w]
+        if len(words) >= 3 and not is_backchannel(text):
+            self._confirm_barge_in(barge)
+
+    def _confirm_barge_in(self, barge: _PendingBargeIn) -> None:
+        barge.confirmed = True
+        if self._reply is barge.reply and self._turn_task is not None and not self._turn_task.done():
+            self._record_interrupted(self.playback.clear(), reason="barge-in")
+            self._reply = None
+            self._turn_task.cancel()
+        self.playback.reopen()
+        self._metrics.barge_ins_total.labels("confirmed").inc()
+        if self.memo is not None:
+            self.memo.record_metric(
+                "barge_in", outcome="confirmed", stop_audio_ms=round((barge.stopped_at - barge.onset_time) * 1000)
+            )
+
+    def _on_utterance(self, utt: Utterance) -> None:
+        if self._stopped:
+            return
+        barge = self._barge
+        if barge is not None and abs(barge.onset_time - utt.onset_time) < 1e-6:
+            self._barge = None
+            if not barge.confirmed:
+                not_an_interruption = (not utt.text or is_backchannel(utt.text)) and (
+                    utt.voiced_ms <= BACKCHANNEL_MAX_VOICED_MS
+                )
+                if not_an_interruption and self._reply is barge.reply:
+                    log.info("not an interruption (%r); resuming the reply", utt.text)
+                    self.playback.resume(restart_interrupted=True)
+                    self._metrics.barge_ins_total.labels("resumed").inc()
+                    if self.memo is not None:
+                        self.memo.record_metric("barge_in", outcome="resumed", heard=utt.text)
+                    return
+                self._confirm_barge_in(barge)
+        if not utt.text:
+            return
+        if is_backchannel(utt.text) and self._reply is not None:
+            return  # acknowledgement while the agent is busy: nothing to answer
+        self._turns.put_nowait(("speech", utt))
+
+    # --- telephony actions ------------------------------------------------------------------------
+    async def _hang_up(self, reason: str) -> None:
+        automation = self._st.automation
+        log.info("hanging up: %s", reason)
+        if automation is not None:
+            try:
+                await automation.actions(self._record.call_connection_id).hang_up()
+                return
+            except Exception:
+                log.exception("hang up through call automation failed; closing the media stream")
+        await self._transport.close()
+
+    async def _transfer(self, target: str) -> None:
+        automation = self._st.automation
+        if automation is None:
+            log.error("cannot transfer to %s: no call automation client", target)
+            return
+        try:
+            await automation.actions(self._record.call_connection_id).transfer(target)
+            log.info("transfer to %s requested", target)
+        except Exception:
+            log.exception("transfer to %s failed", target)
