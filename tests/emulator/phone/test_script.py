@@ -21,7 +21,6 @@ def test_shipped_examples_load() -> None:
         assert script.steps, f
     barge = load_script(SCRIPTS / "barge_in.yaml")
     assert any(isinstance(s, BargeIn) and not s.say.probe for s in barge.steps)
-    assert barge.needs_live_stt
     probes = load_script(SCRIPTS / "false_barge_in.yaml")
     assert [s.say.probe for s in probes.steps if isinstance(s, BargeIn)] == [True, True, True]
     outbound = load_script(SCRIPTS / "outbound_answer.yaml")

@@ -4,7 +4,8 @@ Definitions (all times are the phone's monotonic clock at the wire, reported in 
 
 - a caller utterance *ends* when its last voiced frame is sent; its *onset* is its first voiced frame;
 - ``response_latency_ms``: utterance end → the first voiced agent frame *received* after it (before the
-  caller's next utterance);
+  caller's next utterance); ``agent_speaking_at_end`` flags turns where the agent was still audible in
+  the last 200 ms of the caller's turn, whose figure is not a response time (benchmarks skip them);
 - ``barge_ins[].latency_ms``: onset of caller speech that began while agent audio was playing (or a
   ``barge_in`` step) → StopAudio received; ``leaked_ms``: voiced agent audio received after that
   StopAudio while the caller was still talking (without StopAudio: all agent audio received during the
@@ -68,9 +69,13 @@ def _turns(tl: Timeline, utts: list[CallerUtterance]) -> list[dict[str, Any]]:
         assert u.end_t is not None
         horizon = turn_utts[k + 1].onset_t if k + 1 < len(turn_utts) else None
         first = next((t for t, v in tl.rx_frames if v and t > u.end_t and (horizon is None or t < horizon)), None)
+        end_tick = u.end_tick if u.end_tick is not None else 0
+        # The agent was still audible when the caller stopped: the 'latency' then is not a response time.
+        talking = any(s == PLAYED_VOICED for s in tl.agent_state[max(0, end_tick - 10) : end_tick + 1])
         turns.append(
             {
                 "index": k,
+                "agent_speaking_at_end": talking,
                 "kind": u.kind,
                 "caller": u.label,
                 "barge_in": u.barge_in,
