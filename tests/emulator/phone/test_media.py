@@ -125,3 +125,28 @@ steps:
     gaps = report["gaps"]
     assert gaps["count"] == 1, gaps
     assert 60 <= gaps["total_ms"] <= 160, gaps
+
+
+async def test_24khz_stream_uses_960_byte_frames_and_plays_agent_audio() -> None:
+    from callwright.emulator.phone import build_phone_from_script
+
+    from .conftest import FakeCall
+
+    async def app_side(app: FakeApp) -> None:
+        await asyncio.sleep(0.1)
+        await app.send(audio_msg(tone_pcm(300, rate=24_000)))
+
+    phone = build_phone_from_script(
+        "name: wide\nsteps: [{say: {noise: white, ms: 200, probe: false}}, {silence: 0.6}, hangup]", transcribe=False
+    )
+    async with FakeApp(app_side) as app:
+        call = FakeCall(phone)
+        await phone.start_media(call, transport_url=app.url, headers={}, sample_rate=24_000, bidirectional=True)
+        report = await phone.run(call)
+    assert report["ok"], report["error"]
+    meta = app.received[0][1]["audioMetadata"]
+    assert (meta["sampleRate"], meta["length"]) == (24_000, 960)
+    frames = [base64.b64decode(m["audioData"]["data"]) for _, m in app.received if m["kind"] == "AudioData"]
+    assert {len(f) for f in frames} == {960}
+    assert 8 <= sum(1 for _, m in app.received if m["kind"] == "AudioData" and not m["audioData"]["silent"]) <= 11
+    assert 14 <= report["frames"]["agent_voiced_received"] <= 16  # 300 ms in 960-byte frames
