@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(
@@ -29,6 +31,33 @@ def serve(
 
     settings = load_settings()
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, ws="websockets-sansio")
+
+
+@app.command()
+def emulator(
+    host: str = typer.Option("127.0.0.1", help="interface to listen on"),
+    port: int = typer.Option(8090, help="port to listen on"),
+    access_key: str | None = typer.Option(None, help="base64 access key (generated when omitted)"),
+    webhook: str | None = typer.Option(None, help="the app's Event Grid webhook URL (IncomingCall goes there)"),
+    tls: bool = typer.Option(False, help="serve https with a self-signed certificate"),
+) -> None:
+    """Run the ACS emulator; prints its endpoint, the connection string for the app and its JWKS URL."""
+    from callwright.emulator.cli import run_emulator
+
+    run_emulator(host, port, access_key, webhook, tls=tls)
+
+
+@app.command()
+def call(
+    script: Path = typer.Option(..., "--script", exists=True, dir_okay=False, help="virtual phone script (YAML)"),
+    emulator_url: str = typer.Option("http://127.0.0.1:8090", "--emulator", help="the running emulator"),
+    as_json: bool = typer.Option(False, "--json", help="print the call report alone, as JSON"),
+    record: Path | None = typer.Option(None, "--record", help="write the stereo WAV and JSON report here"),
+) -> None:
+    """Place one scripted call through a running emulator against a running server."""
+    from callwright.emulator.phone.cli import run_call
+
+    raise typer.Exit(run_call(script, emulator_url, as_json, record))
 
 
 def main() -> None:

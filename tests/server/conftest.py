@@ -37,7 +37,7 @@ class Edge:
 
 
 @contextlib.asynccontextmanager
-async def edge_server(**overrides: Any) -> AsyncIterator[Edge]:
+async def edge_server(configure_media: Any = None, **overrides: Any) -> AsyncIterator[Edge]:
     issuer = TokenIssuer()
     acs = AcsStandIn()
     async with running_app(issuer.app()) as issuer_url, running_app(acs.app()) as acs_url:
@@ -49,9 +49,9 @@ async def edge_server(**overrides: Any) -> AsyncIterator[Edge]:
             acs_jwt_audience=issuer.audience,
             acs_openid_config_url=issuer.openid_config_url,
             eventgrid_secret=EVENTGRID_SECRET,
-            **overrides,
+            **{"stt_pool_warm": 0, "tts_pool_warm": 0, **overrides},
         )
-        app = create_app(settings)
+        app = create_app(settings, configure_media=configure_media)
         async with running_app(app, port=port) as url:
             yield Edge(url=url, app=app, settings=settings, issuer=issuer, acs=acs)
 
@@ -59,4 +59,17 @@ async def edge_server(**overrides: Any) -> AsyncIterator[Edge]:
 @pytest.fixture
 async def edge() -> AsyncIterator[Edge]:
     async with edge_server() as e:
+        yield e
+
+
+def use_tone_handler(app_state: Any, factory: Any) -> None:
+    """Protocol tests use the minimal tone handler so they see exactly what the socket delivered."""
+    from callwright.voice.tone import ToneHandler
+
+    factory.register("media", lambda record, transport, st: ToneHandler(transport))
+
+
+@pytest.fixture
+async def tone_edge() -> AsyncIterator[Edge]:
+    async with edge_server(configure_media=use_tone_handler) as e:
         yield e

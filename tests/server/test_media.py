@@ -81,7 +81,8 @@ def test_bad_inbound_frames_name_the_problem(text, needle):
         m.parse_inbound(text)
 
 
-async def test_bad_frames_are_skipped_and_the_socket_stays_up(edge, caplog):
+async def test_bad_frames_are_skipped_and_the_socket_stays_up(tone_edge, caplog):
+    edge = tone_edge
     url = edge.url.replace("http://", "ws://") + "/api/v1/media/stream"
     headers = {**edge.auth(lifetime=86400), "x-ms-call-connection-id": "media-call"}
     async with connect(url, additional_headers=headers) as ws:
