@@ -140,14 +140,19 @@ class VirtualPhone:
 
     async def _prepare(self) -> None:
         """Render every utterance before it is needed, so 'say' starts on the next 20 ms tick."""
-        for i, step in enumerate(self.script.steps):
-            say = step.say if isinstance(step, BargeIn) else step
-            if not isinstance(say, Say):
-                continue
+
+        async def one(i: int, step: Step, say: Say) -> None:
             try:
                 self._audio[i] = await self._render(say, i)
             except audio.AudioSourceError as exc:
                 raise ScriptFailure(f"step {i + 1} ({_step_name(step)}): {exc}") from None
+
+        jobs = []
+        for i, step in enumerate(self.script.steps):
+            say = step.say if isinstance(step, BargeIn) else step
+            if isinstance(say, Say):
+                jobs.append(one(i, step, say))
+        await asyncio.gather(*jobs)
 
     async def _render(self, say: Say, i: int) -> bytes:
         if say.source == "text":
@@ -169,7 +174,8 @@ class VirtualPhone:
         except ScriptFailure as exc:
             ok, error = False, str(exc)
         except TimeoutError:
-            ok, error = False, f"script timed out after {self.script.timeout_s:g} s (at step {self._step_no})"
+            where = f"at step {self._step_no}" if self._step_no else "waiting for the media stream"
+            ok, error = False, f"script timed out after {self.script.timeout_s:g} s ({where})"
         except Exception as exc:  # a bug or a dead socket must still produce a report
             log.exception("phone %s: script crashed", self.number)
             ok, error = False, f"step {self._step_no}: {type(exc).__name__}: {exc}"
