@@ -66,7 +66,12 @@ class Settings(BaseSettings):
     stt_engine: Literal["pocketsphinx", "azure", "instant"] = "pocketsphinx"
     tts_engine: Literal["espeak", "piper", "azure", "instant"] = "espeak"
     tts_voice: str | None = None
-    vad_engine: Literal["webrtc"] = "webrtc"
+    instant_stt_transcript: str = Field(
+        "", description="what STT_ENGINE=instant hears for every utterance (benchmarks of server overhead)"
+    )
+    vad_engine: Literal["silero", "webrtc"] = Field(
+        "silero", description="silero = webrtcvad confirmed by Silero (rejects coloured noise); webrtc = alone"
+    )
     azure_speech_key: SecretStr | None = None
     azure_speech_region: str | None = None
     azure_speech_endpoint: str | None = None

@@ -8,7 +8,7 @@ from callwright.speech.instant import InstantRecognizer, InstantSynthesizer
 from callwright.speech.stt_pocketsphinx import PocketsphinxRecognizer
 from callwright.speech.tts_espeak import EspeakSynthesizer, TtsUnavailable
 from callwright.speech.tts_piper import piper_available
-from callwright.speech.vad import SpeechSegmenter, WebRtcVad
+from callwright.speech.vad import SileroGatedVad, SpeechSegmenter
 
 from .conftest import frames_of, read_wav
 
@@ -24,7 +24,7 @@ async def test_default_engines_from_settings() -> None:
     async with engines.stt_pool.lease() as stt, engines.tts_pool.lease() as tts:
         assert isinstance(stt, PocketsphinxRecognizer)
         assert isinstance(tts, EspeakSynthesizer)
-    assert isinstance(engines.new_vad(), WebRtcVad)
+    assert isinstance(engines.new_vad(), SileroGatedVad)
     seg = engines.new_segmenter()
     assert isinstance(seg, SpeechSegmenter)
     kinds = [ev.kind for f in frames_of(read_wav("yes.wav")) if (ev := seg.feed(f)) is not None]

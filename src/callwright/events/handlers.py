@@ -223,8 +223,12 @@ async def handle_call_failed(ctx: CallEventContext) -> None:
         result.get("code"),
         result.get("subCode"),
     )
-    record = ctx.call
-    if record is not None and record.memo is not None:
+    op_ctx = ctx.event.operation_context
+    pending = st.pending_outbound.pop(op_ctx, None) if op_ctx else None
+    outbound = {"direction": "outbound", "mode": pending["mode"], "target": pending["target"]} if pending else {}
+    # The failure can arrive before create_call has returned: record the call so the API shows it failed.
+    record = await ensure_call(st, ctx.call_connection_id or "", **outbound)
+    if record.memo is not None:
         record.memo.set_context("call_state", "failed")
         await record.memo.final_persist()
     if ctx.call_connection_id:

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callwright.config import Settings
-from callwright.speech.base import Recognizer, Synthesizer
+from callwright.speech.base import Recognizer, Synthesizer, VoiceActivityDetector
 from callwright.speech.instant import InstantRecognizer, InstantSynthesizer
 from callwright.speech.pools import EnginePool
-from callwright.speech.vad import SpeechSegmenter, WebRtcVad
+from callwright.speech.vad import SileroGatedVad, SpeechSegmenter, WebRtcVad
 
 
 @dataclass
@@ -24,9 +24,10 @@ class SpeechEngines:
     min_speech_ms: int = 120
     endpoint_silence_ms: int = 300
     describe: dict[str, str] = field(default_factory=dict)
+    vad_engine: str = "silero"
 
-    def new_vad(self) -> WebRtcVad:
-        return WebRtcVad(mode=3)
+    def new_vad(self) -> VoiceActivityDetector:
+        return SileroGatedVad(WebRtcVad(mode=3)) if self.vad_engine == "silero" else WebRtcVad(mode=3)
 
     def new_segmenter(self) -> SpeechSegmenter:
         return SpeechSegmenter(self.new_vad(), self.min_speech_ms, self.endpoint_silence_ms)
@@ -120,4 +121,5 @@ def build_engines(settings: Settings, instant_transcript: str = "") -> SpeechEng
         min_speech_ms=settings.barge_in_min_speech_ms,
         endpoint_silence_ms=settings.endpoint_silence_ms,
         describe={"stt": settings.stt_engine, "tts": settings.tts_engine, "vad": settings.vad_engine},
+        vad_engine=settings.vad_engine,
     )
