@@ -35,7 +35,7 @@ async def setup_media(
         scenario = load_scenario(settings)
     except ScenarioError as exc:
         raise SettingsError(str(exc)) from None
-    engines = build_engines(settings)
+    engines = build_engines(settings, settings.instant_stt_transcript)
     engines.start()
     app_state.speech = engines
     app_state.scenario = scenario
