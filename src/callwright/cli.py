@@ -60,6 +60,34 @@ def call(
     raise typer.Exit(run_call(script, emulator_url, as_json, record))
 
 
+@app.command()
+def demo(
+    script: Path | None = typer.Option(None, "--script", exists=True, dir_okay=False, help="phone script (YAML)"),
+    scenario: str | None = typer.Option(None, "--scenario", help="scenario to serve (default: insurance)"),
+    interactive: bool = typer.Option(False, "--interactive", help="type what the caller says, line by line"),
+    as_json: bool = typer.Option(False, "--json", help="print the call report alone, as JSON"),
+    record: Path = typer.Option(Path("recordings"), "--record", help="folder for the stereo WAV and JSON report"),
+) -> None:
+    """Run the server and the emulator locally and place one demo call (no cloud needed)."""
+    from callwright.demo import run_demo
+
+    raise typer.Exit(run_demo(script=script, scenario=scenario, interactive=interactive, as_json=as_json,
+                              record_dir=record))  # fmt: skip
+
+
+@app.command()
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="a reduced run (under two minutes)"),
+    as_json: bool = typer.Option(False, "--json", help="print the results alone, as one JSON object"),
+    out: Path | None = typer.Option(None, "--out", help="also write the JSON results to this file"),
+    markdown_out: Path | None = typer.Option(None, "--markdown", help="also write a RESULTS.md-style report"),
+) -> None:
+    """Benchmark latency, barge-in, density and leaks, measured at the caller's ear by the emulator."""
+    from callwright.bench.command import run_bench_command
+
+    raise typer.Exit(run_bench_command(quick, as_json, out, markdown_out))
+
+
 def main() -> None:
     app()
 

@@ -256,10 +256,10 @@ async def run_bench(plan: BenchPlan, note: Note, *, log_dir: Path | None = None)
         convo = [scripts.conversation(plan.turns_per_call, offset=i) for i in range(plan.overhead_calls)]
         reports = await _sequential(stack, convo, note, "overhead")
         raw = response_latencies(reports)
-        out["instant_response_latency_ms"] = p50_p95(raw)
-        # The endpointing silence is a deliberate wait (the caller must have stopped), not pipeline cost.
+        # At the caller's ear the instant-engine response time still holds the endpointing silence (the
+        # server must hear the caller stop); the server's own histograms split the rest out.
         out["endpoint_silence_ms"] = endpoint_ms
-        out["server_overhead_ms"] = p50_p95([max(0.0, v - endpoint_ms) for v in raw])
+        out["server_overhead_ms"] = p50_p95(raw)
         out["instant_barge_in_latency_ms"] = barge_in_figures(reports)["latency"]
         out["server_timings_instant"] = await _metrics(stack)
         out["density_instant"] = await density_ramp(stack, plan.instant_steps, note, "instant")
@@ -286,7 +286,9 @@ def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {
         "response_p50_ms": row(r["response_latency_ms"]["p50"], 450),
         "response_p95_ms": row(r["response_latency_ms"]["p95"], 700),
-        "server_overhead_p95_ms": row(r["server_overhead_ms"]["p95"], 20),
+        # Instant engines still wait ENDPOINT_SILENCE_MS for the caller to stop: that wait is a setting,
+        # not pipeline cost, so the 20 ms budget is counted on top of it.
+        "server_overhead_p95_ms": row(r["server_overhead_ms"]["p95"], 20 + r["endpoint_silence_ms"]),
         "barge_in_p50_ms": row(r["barge_in_latency_ms"]["p50"], 100),
         "barge_in_p95_ms": row(r["barge_in_latency_ms"]["p95"], 150),
         "leaked_ms": row(r["leaked_ms"], 0),

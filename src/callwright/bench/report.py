@@ -1,0 +1,135 @@
+"""Rendering benchmark results: a terminal table (rich) and the Markdown of bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+_LABELS = {
+    "response_p50_ms": "response latency p50 (embedded)",
+    "response_p95_ms": "response latency p95 (embedded)",
+    "server_overhead_p95_ms": "response p95, instant engines (20 ms + endpointing)",
+    "barge_in_p50_ms": "barge-in → StopAudio p50",
+    "barge_in_p95_ms": "barge-in → StopAudio p95",
+    "leaked_ms": "agent audio after StopAudio (total)",
+    "false_barge_in_pct": "false barge-ins (%)",
+    "concurrent_calls_embedded": "concurrent calls, embedded",
+    "concurrent_calls_instant": "concurrent calls, instant",
+    "rss_mb_per_call": "RSS MB per call (embedded, at max)",
+    "soak_rss_growth_pct": "RSS growth over the soak (%)",
+}
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "os": platform.platform()}
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True, timeout=5).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def stamp(result: dict[str, Any]) -> dict[str, Any]:
+    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit(), "machine": machine(),
+            **result}  # fmt: skip
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    return f"{v:g}" if isinstance(v, int | float) else str(v)
+
+
+def _met(m: bool | None) -> str:
+    return "–" if m is None else ("yes" if m else "**no**")
+
+
+def render_table(console: Console, result: dict[str, Any]) -> None:
+    t = Table(title=f"callwright bench ({'quick' if result.get('quick') else 'full'})", title_justify="left")
+    t.add_column("figure")
+    t.add_column("measured", justify="right")
+    t.add_column("target", justify="right")
+    t.add_column("met")
+    for key, row in result["targets"].items():
+        met = row["met"]
+        mark = "–" if met is None else ("[green]yes[/]" if met else "[red]no[/]")
+        t.add_row(_LABELS.get(key, key), _fmt(row["value"]), _fmt(row["target"]), mark)
+    console.print(t)
+    fb = result["false_barge_ins"]
+    console.print(f"probes: {fb['played']} played during agent speech, {fb['stopped']} drew StopAudio, "
+                  f"{fb['resumed_after_stop']} of those resumed the sentence", highlight=False)  # fmt: skip
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"- date: {result['date']}",
+        f"- commit: `{result['commit']}`",
+        f"- machine: {m['cpu']} · {m['cores']} cores · Python {m['python']} · {m['os']}",
+        f"- run: `callwright bench{' --quick' if result.get('quick') else ''}` ({result['wall_s']:g} s)",
+        "",
+        "| figure | measured | target | met |",
+        "|---|---:|---:|---|",
+    ]
+    for key, row in result["targets"].items():
+        lines.append(f"| {_LABELS.get(key, key)} | {_fmt(row['value'])} | {_fmt(row['target'])} | {_met(row['met'])} |")
+    lines += ["", "## Details", ""]
+    rl, bl, so = result["response_latency_ms"], result["barge_in_latency_ms"], result["server_overhead_ms"]
+    ib = result["instant_barge_in_latency_ms"]
+    fb = result["false_barge_ins"]
+    lines += [
+        f"- response latency (embedded): p50 {_fmt(rl['p50'])} ms, p95 {_fmt(rl['p95'])} ms over {rl['n']} turns",
+        f"- barge-in latency (embedded): p50 {_fmt(bl['p50'])} ms, p95 {_fmt(bl['p95'])} ms over {bl['n']} "
+        f"interruptions ({result['barge_in_missed']} without StopAudio); leaked {_fmt(result['leaked_ms'])} ms "
+        f"total, {_fmt(result['leaked_ms_max'])} ms worst",
+        f"- instant engines: response p50 {_fmt(so['p50'])} ms, p95 {_fmt(so['p95'])} ms over {so['n']} turns "
+        f"(ENDPOINT_SILENCE_MS = {result['endpoint_silence_ms']:g} included); barge-in p50 "
+        f"{_fmt(ib['p50'])} ms, p95 {_fmt(ib['p95'])} ms",
+        f"- false barge-ins: {fb['stopped']} of {fb['played']} probes drew StopAudio "
+        f"({fb['resumed_after_stop']} of them resumed the interrupted sentence)",
+        "",
+        "| probe | played | StopAudio | resumed |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, k in fb["by_probe"].items():
+        lines.append(f"| {name} | {k['played']} | {k['stopped']} | {k['resumed']} |")
+    lines += ["", "Server-side means (from /metrics), ms:", ""]
+    for which in ("embedded", "instant"):
+        timings = result.get(f"server_timings_{which}") or {}
+        lines.append(f"- {which}: " + ", ".join(f"{k.removesuffix('_mean_ms')} {v:g}" for k, v in timings.items()))
+    for which in ("embedded", "instant"):
+        d = result[f"density_{which}"]
+        lines += ["", f"### Density, {which} engines", "",
+                  "| calls | pass | failed | response p50/p95 ms | gaps | server CPU % | CPU %/call | RSS MB/call "
+                  "| load generator CPU % |", "|---:|---|---:|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for s in d["steps"]:
+            lat = s["response_latency_ms"]
+            lines.append(f"| {s['calls']} | {'yes' if s['passed'] else '**no**'} | {s['failed_calls']} | "
+                         f"{_fmt(lat['p50'])} / {_fmt(lat['p95'])} | {s['gaps']['count']} | {s['server_cpu_pct']:g} | "
+                         f"{s['server_cpu_pct_per_call']:g} | {s['rss_mb_per_call']:g} | "
+                         f"{s['load_generator_cpu_pct']:g} |")  # fmt: skip
+            if s["first_failure"]:
+                lines.append(f"|  | first failure: {s['first_failure']} | | | | | | | |")
+    sk = result["soak"]
+    lines += ["", "### Soak", "",
+              f"{sk['calls']} short calls ({sk['workers']} at a time), {sk['failed_calls']} failed; RSS "
+              f"{sk['rss_mb_after_warmup']:g} MB after {sk['warmup_calls']} warm-up calls → {sk['rss_mb_end']:g} MB at "
+              f"the end ({sk['rss_growth_pct']:g} %). Start: {sk['start']}. End: {sk['end']}.", ""]  # fmt: skip
+    return "\n".join(lines) + "\n"

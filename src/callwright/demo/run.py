@@ -1,0 +1,136 @@
+"""``callwright demo``: the emulator and the server (embedded engines, no cloud, no Redis), one call.
+
+The server runs in a child process (see :mod:`callwright.bench.stack`) so the virtual phone's clock —
+which measures every latency shown — does not share an interpreter with the server's speech threads.
+While the call runs, the terminal shows the server's transcript as it grows (``GET /api/v1/calls/{id}``);
+afterwards the phone's report: transcript, per-turn latencies, barge-ins and the recording's paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from callwright.bench.stack import SplitStack, StackError, split_stack
+from callwright.emulator.phone.audio import default_tts_cache_dir, flite_say
+from callwright.emulator.phone.media import CallerUtterance
+from callwright.emulator.phone.script import ScriptError, load_script
+from callwright.emulator.phone.summary import render_report
+
+DEMO_SCRIPT = Path(__file__).with_name("call.yaml")
+_POLL_S = 0.5
+
+# A script that only waits: in interactive mode the person at the keyboard speaks for the phone.
+_INTERACTIVE = """\
+name: interactive
+direction: inbound
+timeout_s: 86400
+steps:
+  - wait: {disconnected: true}
+"""
+
+
+async def _live_transcript(stack: SplitStack, call_id: str, console: Console) -> None:
+    """Print each new history entry the server records for the call (what it heard and said)."""
+    shown = 0
+    while True:
+        with contextlib.suppress(Exception):
+            view = await stack.server_call(call_id)
+            entries = (view or {}).get("transcript") or []
+            for e in entries[shown:]:
+                who = "[cyan]caller[/]" if e.get("role") == "user" else f"[magenta]{e.get('agent') or 'agent'}[/]"
+                cut = " [yellow](interrupted)[/]" if e.get("interrupted") else ""
+                console.print(f"  {who}: {e.get('content', '')}{cut}")
+            shown = max(shown, len(entries))
+        await asyncio.sleep(_POLL_S)
+
+
+async def _type_lines(phone: Any, call: Any, console: Console, ended: asyncio.Future[Any]) -> None:
+    """Each line typed is spoken by the phone (flite); an empty line or end of input hangs up."""
+    console.print("[bold]Type what the caller says; an empty line hangs up.[/]")
+    cache = default_tts_cache_dir()
+    while not ended.done():
+        line = await asyncio.to_thread(sys.stdin.readline)
+        text = line.strip()
+        if ended.done():
+            return
+        if not text:
+            call.hang_up_by_phone()
+            return
+        try:
+            pcm = await flite_say(text, phone.script.voice, cache)
+        except Exception as exc:  # flite missing or failing: say so and keep the call up
+            console.print(f"[red]cannot speak that line:[/] {exc}")
+            continue
+        utt = CallerUtterance(label=text, kind="speech")
+        phone.utterances.append(utt)
+        if phone.link is not None:
+            await phone.link.say(pcm, utt)
+
+
+async def _demo(script_text: str, *, scenario: str | None, interactive: bool, record_dir: Path,
+                console: Console) -> dict[str, Any]:  # fmt: skip
+    env = {"SCENARIO": scenario} if scenario else {}
+    with console.status("starting the emulator and the server (embedded engines)…"):
+        stack_cm = split_stack(env, log_dir=record_dir / "logs")
+        stack = await stack_cm.__aenter__()
+    try:
+        console.print(f"[green]✓[/] server {stack.url} (pid {stack.pid}), emulator {stack.emulator.endpoint}")
+        phone, call = await stack.place(script_text, record_dir=record_dir)
+        console.print(f"[green]✓[/] call {call.call_connection_id} connected — live transcript:")
+        watcher = asyncio.create_task(_live_transcript(stack, call.call_connection_id, console))
+        running = asyncio.ensure_future(phone.run(call))
+        typing = asyncio.create_task(_type_lines(phone, call, console, running)) if interactive else None
+        try:
+            report = dict(await running)
+        finally:
+            for t in (watcher, typing):
+                if t is not None:
+                    t.cancel()
+            await asyncio.sleep(_POLL_S)  # one last poll is not needed: the report has the full transcript
+        return report
+    except StackError:
+        raise
+    except Exception as exc:
+        console.print(f"[red]the call could not be placed:[/] {exc}")
+        tail = stack.log_tail()
+        if tail:
+            console.print(f"[dim]server log ({stack.log_path}):[/]\n{tail}", highlight=False)
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "events": []}
+    finally:
+        await stack_cm.__aexit__(None, None, None)
+
+
+def run_demo(*, script: Path | None, scenario: str | None, interactive: bool, as_json: bool,
+             record_dir: Path) -> int:  # fmt: skip
+    """0 when the call completed as scripted, 1 when it failed, 2 on a bad script."""
+    console = Console(stderr=True) if as_json else Console()
+    if interactive:
+        text = _INTERACTIVE
+    else:
+        path = script or DEMO_SCRIPT
+        try:
+            load_script(path)  # validate with the file's own folder for relative audio paths
+            text = path.read_text(encoding="utf-8")
+        except (ScriptError, OSError) as exc:
+            console.print(f"[red]error:[/] {exc}")
+            return 2
+    record_dir = record_dir.resolve()
+    try:
+        report = asyncio.run(
+            _demo(text, scenario=scenario, interactive=interactive, record_dir=record_dir, console=console)
+        )
+    except StackError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 1
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+    else:
+        render_report(console, report)
+    return 0 if report.get("ok") else 1
