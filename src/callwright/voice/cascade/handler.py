@@ -30,7 +30,12 @@ from callwright.sessions.registry import CallRecord
 from callwright.speech.base import Recognizer, Synthesizer
 from callwright.speech.pools import PoolClosed, PoolExhausted
 from callwright.voice.base import MediaTransport
-from callwright.voice.cascade.heard import BACKCHANNEL_PHRASES, heard_text, is_backchannel
+from callwright.voice.cascade.heard import (
+    BACKCHANNEL_PHRASES,
+    heard_text,
+    is_backchannel,
+    is_short_non_interruption,
+)
 from callwright.voice.cascade.playback import Playback, Segment
 from callwright.voice.cascade.recognition import RecognitionLane, Utterance
 
@@ -256,6 +261,7 @@ class SpeechCascadeHandler:
                     to_synthesize.put_nowait(seg)
                 elif isinstance(event, Handoff):
                     log.info("handoff %s → %s", event.from_agent, event.to_agent)
+                    reply.agent = event.to_agent  # the reply ends in the new agent's voice
                     if self._lane is not None:
                         self._lane.bias(self._phrases())
                     if self.memo is not None:
@@ -383,9 +389,9 @@ class SpeechCascadeHandler:
         if barge is not None and abs(barge.onset_time - utt.onset_time) < 1e-6:
             self._barge = None
             if not barge.confirmed:
-                not_an_interruption = (not utt.text or is_backchannel(utt.text)) and (
-                    utt.voiced_ms <= BACKCHANNEL_MAX_VOICED_MS
-                )
+                not_an_interruption = (
+                    (not utt.text or is_backchannel(utt.text)) and utt.voiced_ms <= BACKCHANNEL_MAX_VOICED_MS
+                ) or is_short_non_interruption(utt.text, utt.voiced_ms)
                 if not_an_interruption and self._reply is barge.reply:
                     log.info("not an interruption (%r); resuming the reply", utt.text)
                     self.playback.resume(restart_interrupted=True)
@@ -393,11 +399,14 @@ class SpeechCascadeHandler:
                     if self.memo is not None:
                         self.memo.record_metric("barge_in", outcome="resumed", heard=utt.text)
                     return
+                log.info("barge-in confirmed by %r (%d ms of speech)", utt.text, utt.voiced_ms)
                 self._confirm_barge_in(barge)
         if not utt.text:
             return
-        if is_backchannel(utt.text) and self._reply is not None:
-            return  # acknowledgement while the agent is busy: nothing to answer
+        if self._reply is not None and (
+            is_backchannel(utt.text) or (utt.during_agent_audio and is_short_non_interruption(utt.text, utt.voiced_ms))
+        ):
+            return  # an acknowledgement while the agent is busy: nothing to answer
         self._turns.put_nowait(("speech", utt))
 
     # --- telephony actions ------------------------------------------------------------------------

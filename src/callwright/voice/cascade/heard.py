@@ -18,6 +18,22 @@ BACKCHANNEL_PHRASES = ("uh huh", "okay", "mm hmm", "yeah", "right", "i see", "go
 _WORD = re.compile(r"[a-z']+")
 
 
+# Short words that do mean "stop talking" when said over the agent.
+INTERRUPT_WORDS = frozenset(
+    {"stop", "wait", "no", "nope", "hold", "hang", "sorry", "excuse", "hello", "hey", "agent", "person",
+     "operator", "human", "help", "what", "pardon", "repeat", "cancel"}
+)  # fmt: skip
+
+
+def is_short_non_interruption(text: str, voiced_ms: int, *, max_ms: int = 600) -> bool:
+    """A brief sound over the agent whose words carry no request: most often a backchannel the
+    recogniser mis-heard (a domain language model maps "uh-huh" onto in-domain words)."""
+    words = _WORD.findall(text.lower().replace("-", " "))
+    if voiced_ms > max_ms or len(words) > 2:
+        return False
+    return not any(w in INTERRUPT_WORDS for w in words)
+
+
 def is_backchannel(text: str) -> bool:
     words = _WORD.findall(text.lower().replace("-", " "))
     if not words:

@@ -1,0 +1,123 @@
+"""The speech cascade through whole calls: barge-in, false barge-ins, and a socket dropped mid-sentence."""
+
+from __future__ import annotations
+
+import asyncio
+
+from callwright.emulator.phone import build_phone_from_script
+
+from .conftest import history, lane_threads
+
+BARGE_IN = """
+name: barge-in
+direction: inbound
+from: "+15551230002"
+to: "+15550001000"
+timeout_s: 90
+steps:
+  - wait: {agent_done: 700, timeout_s: 30}
+  - say: "What are your opening hours?"
+  - barge_in: {at_ms: 1000, of: next, timeout_s: 30, say: "Sorry, where is your office?"}
+  - wait: {agent_done: 700, timeout_s: 30}
+  - hangup
+"""
+
+
+async def test_barge_in_stops_the_agent_and_keeps_only_what_was_heard(stack):
+    report = await stack.call(BARGE_IN)
+    assert report["ok"], report.get("error")
+    [barge] = report["barge_ins"]
+    assert barge["stopped"] is True
+    assert barge["leaked_ms"] == 0
+    assert 0 < barge["latency_ms"] < 1000
+    entries = history(stack, report["call_id"])
+    interrupted = [m for m in entries if m.get("interrupted")]
+    assert len(interrupted) == 1
+    heard, full = interrupted[0]["content"], interrupted[0]["full_text"]
+    assert full.startswith("We're open Monday to Friday")
+    assert heard and full.startswith(heard) and len(heard) < len(full) / 2
+    # The interruption became the next turn, and it was answered.
+    users = [m["content"] for m in entries if m["role"] == "user"]
+    assert "office" in users[-1]
+    assert "Harbor Street" in entries[-1]["content"]
+
+
+FALSE_BARGE_INS = """
+name: not interruptions
+direction: inbound
+from: "+15551230004"
+to: "+15550001000"
+timeout_s: 90
+steps:
+  - wait: {agent_done: 700, timeout_s: 30}
+  - say: "What are your opening hours?"
+  - barge_in: {at_ms: 800, of: next, timeout_s: 30, say: {click: true}}
+  - barge_in: {at_ms: 2000, of: current, say: {noise: pink, ms: 400, db: -20}}
+  - barge_in: {at_ms: 3600, of: current, say: {text: "uh-huh", probe: true}}
+  - wait: {agent_done: 1000, timeout_s: 30}
+  - hangup
+"""
+
+
+async def test_noise_clicks_and_backchannels_do_not_cut_the_reply(stack):
+    report = await stack.call(FALSE_BARGE_INS)
+    assert report["ok"], report.get("error")
+    probes = report["false_barge_in_probes"]
+    assert len(probes) == 3
+    by_kind = {p.get("kind", p.get("source", str(i))): p for i, p in enumerate(probes)}
+    # A click and a noise burst never reach the recogniser: no StopAudio at all.
+    assert not probes[0]["stopped"], probes[0]
+    assert not probes[1]["stopped"], probes[1]
+    # The reply completed: stored whole, not as interrupted, and no caller turn was invented.
+    entries = history(stack, report["call_id"])
+    replies = [m for m in entries if m["role"] == "assistant"]
+    assert replies[-1]["content"].startswith("We're open Monday to Friday")
+    assert not any(m.get("interrupted") for m in replies), by_kind
+    assert [m["content"] for m in entries if m["role"] == "user"] == ["what are your opening hours"]
+
+
+DROP = """
+name: drop
+direction: inbound
+from: "+15551230005"
+to: "+15550001000"
+timeout_s: 60
+steps:
+  - wait: {agent_done: 700, timeout_s: 30}
+  - say: "What are your opening hours?"
+  - silence: 30
+"""
+
+
+async def test_socket_dropped_mid_sentence_stops_every_lane(stack):
+    engines = stack.state.speech
+    phone = build_phone_from_script(DROP)
+    call = await stack.emulator.place_inbound_call(phone, from_number="+15551230005", to_number="+15550001000")
+    run = asyncio.ensure_future(phone.run(call))
+    record = None
+    # Wait until the agent is in the middle of its second reply.
+    for _ in range(600):
+        record = stack.state.calls.get(call.call_connection_id)
+        handler = record.media_handler if record else None
+        last = record.memo.history[-1]["role"] if record and record.memo.history else None
+        if handler is not None and last == "user" and handler.playback.audible:
+            break
+        await asyncio.sleep(0.05)
+    assert record is not None and record.media_handler is not None and record.media_handler.playback.audible
+    assert engines.stt_pool.stats()["in_use"] == 1
+    await phone.link.close("dropped by the test")  # the WebSocket goes away without CallDisconnected
+    for _ in range(100):
+        if record.media_handler is None and not lane_threads():
+            break
+        await asyncio.sleep(0.05)
+    assert record.media_handler is None
+    assert lane_threads() == []
+    assert engines.stt_pool.stats()["in_use"] == 0
+    assert engines.tts_pool.stats()["in_use"] == 0
+    leftovers = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith(("turns:", "playback"))]
+    assert leftovers == []
+    # What the caller had heard of the cut reply is in the history, marked interrupted.
+    assert record.memo.history[-1]["role"] == "assistant" and record.memo.history[-1].get("interrupted")
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+    call.hang_up_by_phone()
