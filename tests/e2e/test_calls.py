@@ -53,6 +53,10 @@ async def test_inbound_call_end_to_end(stack, tmp_path: Path):
         metrics = (await http.get(f"{stack.url}/metrics")).text
     assert "callwright_webhook_rejected_total{" not in metrics
     assert 'callwright_media_connections_total{outcome="accepted"} 1.0' in metrics
+    # Per-turn metrics were kept in the session and exported.
+    assert "callwright_turn_response_seconds_count 2.0" in metrics
+    turn_metrics = [m for m in stack.state.calls.get(report["call_id"]).memo.metrics if m["name"] == "turn"]
+    assert len(turn_metrics) >= 2 and all(m["response_s"] > 0 for m in turn_metrics if "response_s" in m)
     # What the caller heard was recorded.
     saved = json.loads((tmp_path / f"{report['call_id']}.json").read_text())
     assert saved["turns"] == report["turns"]
