@@ -16,8 +16,17 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rapidfuzz import fuzz
+
 from callwright.agents.base import AgentEvent, HangUp, ToolInvoked, Transfer, Turn
-from callwright.agents.matching import IntentMatcher, match_choice, parse_digits, parse_yes_no
+from callwright.agents.matching import (
+    IntentMatcher,
+    content_words,
+    match_choice,
+    parse_digits,
+    parse_yes_no,
+    phonetic,
+)
 from callwright.agents.models import ActionSpec, SlotSpec
 from callwright.agents.runtime import DIGIT_WORDS, YES_NO_WORDS, AgentRuntime
 
@@ -26,6 +35,10 @@ log = logging.getLogger("callwright.agents.scenario")
 # A topic change while a slot is pending must be a clear match, or digits like "for two" would be
 # mistaken for new requests.
 _SWITCH_MARGIN = 8
+# Goal-changing requests ("can I talk to a person", "goodbye") are spotted anywhere in the utterance,
+# because STT wraps them in noise ("saturday can i talk to a person an status") that sinks a
+# whole-utterance match; the bar is high since they override a pending slot.
+_ESCAPE_SCORE = 85.0
 
 
 @dataclass
@@ -49,6 +62,7 @@ class ScenarioOrchestrator(AgentRuntime):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._matchers: dict[str, IntentMatcher] = {}
+        self._escapes: dict[str, list[tuple[str, list[str], str]]] = {}
         self._pending: _Pending | None = None
         self._failures = 0
         self._offering_human = False
@@ -99,6 +113,12 @@ class ScenarioOrchestrator(AgentRuntime):
         if state.pending is not None:
             slot = self._next_slot(state.pending)
             assert slot is not None
+            # Asking for a person or hanging up beats a slot reading of the same words ("no, let me
+            # talk to a person" is not a "no", "to a person" is not the digit 2).
+            escape = self._escape(turn, state.agent)
+            if escape is not None:
+                state.pending = None
+                return await self._start(escape, turn, state, events)
             value = _extract(slot, turn, strict=False)
             if value is not None:
                 state.pending.slots[slot.name] = value
@@ -117,9 +137,10 @@ class ScenarioOrchestrator(AgentRuntime):
             return self._not_understood(state, events, None)
 
         match = self._match(turn, state) if text else None
-        if match is None:
+        intent = match[0] if match is not None else self._escape(turn, state.agent)
+        if intent is None:
             return self._not_understood(state, events, None)
-        return await self._start(match[0], turn, state, events)
+        return await self._start(intent, turn, state, events)
 
     def _match(self, turn: Turn, state: _State) -> tuple[str, float] | None:
         matcher = self._matcher(state.agent)
@@ -129,6 +150,34 @@ class ScenarioOrchestrator(AgentRuntime):
         if state.pending is not None and best.score < matcher.threshold + _SWITCH_MARGIN:
             return None
         return best.intent, best.score
+
+    def _escape(self, turn: Turn, agent: str) -> str | None:
+        """A transfer or hang-up intent whose example appears (fuzzily) inside the utterance."""
+        if turn.kind != "speech":
+            return None
+        words = content_words(turn.text)
+        if not words:
+            return None
+        if agent not in self._escapes:
+            self._escapes[agent] = [
+                (i.name, content_words(ex), phonetic(content_words(ex)))
+                for i in self.scenario.intents_for(agent)
+                if i.action in ("transfer", "hangup")
+                for ex in i.examples
+            ]
+        best: tuple[float, str] | None = None
+        for name, ex_words, ex_ph in self._escapes[agent]:
+            k = len(ex_words)
+            # windows the example's length (or one longer, for a stray word inside the request)
+            for size in {min(k, len(words)), min(k + 1, len(words))}:
+                for start in range(len(words) - size + 1):
+                    window = words[start : start + size]
+                    lexical = fuzz.ratio(" ".join(window), " ".join(ex_words))
+                    sound = fuzz.ratio(phonetic(window), ex_ph) * 0.95 if len(ex_ph) >= 4 else 0.0
+                    score = max(lexical, sound)
+                    if score >= _ESCAPE_SCORE and (best is None or score > best[0]):
+                        best = (score, name)
+        return best[1] if best is not None else None
 
     async def _start(self, intent: str, turn: Turn, state: _State, events: list[AgentEvent]) -> None:
         action = self._intent(state.agent, intent)
