@@ -26,6 +26,8 @@ async def _asked_for_policy(orch) -> None:
         "saturday can i talk to a person an status",  # the STT output seen in a real emulated call
         "no just let me speak to an agent",
         "operator",
+        # a request buried in a long sentence sinks a whole-utterance match; it is spotted inside
+        "sorry i do not have the number with me right now can i talk to a person",
     ],
 )
 async def test_person_request_while_filling_a_slot_transfers(orch, utterance):
@@ -38,7 +40,7 @@ async def test_person_request_while_filling_a_slot_transfers(orch, utterance):
     assert "Monday to Friday" in spoken(await say(orch, "what are your opening hours"))
 
 
-@pytest.mark.parametrize("utterance", ["okay bye", "thanks goodbye"])
+@pytest.mark.parametrize("utterance", ["okay bye", "thanks goodbye", "i don't know it bye"])
 async def test_goodbye_while_filling_a_slot_hangs_up(orch, utterance):
     await _asked_for_policy(orch)
     events = await say(orch, utterance)
