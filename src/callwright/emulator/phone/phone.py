@@ -31,7 +31,7 @@ from callwright.emulator.phone.script import (
     Wait,
     parse_script,
 )
-from callwright.emulator.phone.transcribe import LiveSpotter, phrase_heard, transcribe_blocking
+from callwright.emulator.phone.transcribe import AgentTranscriber, LiveSpotter, phrase_heard
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +58,14 @@ class VirtualPhone:
         record_dir: Path | None = None,
         tts_cache_dir: Path | None = None,
         transcribe: bool | None = None,
+        transcriber: AgentTranscriber | None = None,
     ) -> None:
         self.script = script
         self.number = script.from_number if script.direction == "inbound" else script.to_number
         self.record_dir = record_dir
         self.transcribe = script.transcribe if transcribe is None else transcribe
+        # Whoever runs many phones passes one transcriber so its decoder is built once per process.
+        self.transcriber = transcriber or AgentTranscriber()
         self._tts_cache = tts_cache_dir or audio.default_tts_cache_dir()
         self.events: list[str] = []
         self.utterances: list[CallerUtterance] = []
@@ -340,7 +343,9 @@ class VirtualPhone:
             fb = link.fb
             spans = [(s.start_tick * fb, (s.end_tick + 1) * fb) for s in segments]
             try:
-                decoded = await asyncio.to_thread(transcribe_blocking, bytes(tl.agent_pcm), tl.sample_rate, spans)
+                decoded = await asyncio.to_thread(
+                    self.transcriber.transcribe, bytes(tl.agent_pcm), tl.sample_rate, spans
+                )
                 texts = dict(enumerate(decoded))
             except Exception:
                 log.exception("phone %s: agent transcription failed; the report has no agent text", self.number)

@@ -15,6 +15,7 @@ import re
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from rapidfuzz import fuzz
 
@@ -24,31 +25,52 @@ log = logging.getLogger(__name__)
 
 PHRASE_MATCH_SCORE = 80.0
 _END_SILENT_FRAMES = 40  # 800 ms of silence ends a live utterance (sentence pauses stay inside)
-_REDECODE_EVERY_FRAMES = 50  # re-decode a long utterance every second, so phrases match mid-speech
-_REDECODE_WINDOW_S = 6
+_CHECK_EVERY_FRAMES = 10  # read the partial hypothesis five times a second
+_PRIME_FRAMES = 50  # 1 s of agent audio estimates the cepstral mean before the first live decode
+_FRAME_BYTES = 640  # 20 ms at 16 kHz
 _PREROLL_FRAMES = 10  # soft word onsets fall below the voicing floor; feed the 200 ms before it too
 
 
-def _decoder():  # type: ignore[no-untyped-def]
+def _decoder(*, live: bool = False):  # type: ignore[no-untyped-def]
     from pocketsphinx import Decoder
 
+    if live:
+        # The second passes (fwdflat, bestpath) run inside end_utt and hold the GIL ~0.5 s on a 10 s
+        # utterance, which stalls an event loop sharing the process; the first pass suffices to spot.
+        return Decoder(samprate=16_000, loglevel="FATAL", fwdflat=False, bestpath=False)
     return Decoder(samprate=16_000, loglevel="FATAL")
 
 
-def transcribe_blocking(pcm: bytes, rate: int, spans: list[tuple[int, int]]) -> list[str]:
-    """Decode byte spans of one mono s16le track; blocking (call it in a thread)."""
-    if not spans:
-        return []
-    dec = _decoder()
-    out = []
-    for a, b in spans:
-        audio = resample(pcm[a:b], rate, 16_000)
-        dec.start_utt()
-        dec.process_raw(audio, full_utt=True)
-        dec.end_utt()
-        hyp = dec.hyp()
-        out.append(hyp.hypstr if hyp is not None else "")
-    return out
+class AgentTranscriber:
+    """End-of-call transcription with one pocketsphinx decoder, built on first use and then reused.
+
+    A decoder costs ~0.3 s and ~90 MB to build, so a benchmark running hundreds of calls shares one;
+    the lock serialises calls because a decoder is not thread-safe. Blocking: run it in a thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dec: Any = None
+        self.decoders_built = 0
+
+    def transcribe(self, pcm: bytes, rate: int, spans: list[tuple[int, int]]) -> list[str]:
+        """Decode byte spans of one mono s16le track."""
+        if not spans:
+            return []
+        with self._lock:
+            if self._dec is None:
+                self._dec = _decoder()
+                self.decoders_built += 1
+            dec = self._dec
+            out = []
+            for a, b in spans:
+                audio = resample(pcm[a:b], rate, 16_000)
+                dec.start_utt()
+                dec.process_raw(audio, full_utt=True)
+                dec.end_utt()
+                hyp = dec.hyp()
+                out.append(hyp.hypstr if hyp is not None else "")
+            return out
 
 
 def normalise(text: str) -> str:
@@ -97,26 +119,45 @@ class LiveSpotter:
 
     def _run(self) -> None:
         try:
-            dec = _decoder()
+            dec = _decoder(live=True)
         except Exception:
             log.exception("phone live STT: pocketsphinx failed to start; phrase waits will time out")
             return
-
-        # Whole-utterance decodes (full_utt) rather than frame-by-frame streaming: pocketsphinx's live
-        # cepstral normalisation garbles the first words of each utterance, which is where phrases are.
-        def decode(audio: bytes) -> str:
-            dec.start_utt()
-            dec.process_raw(audio, full_utt=True)
-            dec.end_utt()
-            hyp = dec.hyp()
-            return hyp.hypstr if hyp is not None else ""
-
-        window = _REDECODE_WINDOW_S * 16_000 * 2
-        buf = bytearray()
+        # Frames are decoded as they arrive (bounded work per second of audio, no growing re-decodes).
+        # Live cepstral mean normalisation starts from a generic mean and garbles the first words of
+        # a cold decoder, which is where phrases are; so the first second of agent audio sets the
+        # mean before it is decoded, and later utterances inherit the mean the decoder keeps.
+        primed = False
+        held: list[bytes] = []  # the first utterance's frames, until they can prime the mean
         in_utt = False
         silent = n = 0
         idx = -1
         preroll: deque[bytes] = deque(maxlen=_PREROLL_FRAMES)
+
+        def publish_partial() -> None:
+            hyp = dec.hyp()
+            self._publish(idx, hyp.hypstr if hyp is not None else "")
+
+        # Priming runs a whole-utterance (batch) CMN over the held audio under a keyphrase search,
+        # because the LM search would decode that second too (~0.15 s holding the GIL) for nothing.
+        lm_search = dec.current_search()
+        dec.add_keyphrase("_cmn_prime", "hello")
+
+        def prime_and_feed() -> None:
+            nonlocal primed
+            audio = b"".join(held)
+            held.clear()
+            dec.activate_search("_cmn_prime")
+            dec.start_utt()
+            dec.process_raw(audio, full_utt=True)
+            dec.end_utt()
+            dec.activate_search(lm_search)
+            primed = True
+            dec.start_utt()
+            # in frame-sized pieces: pocketsphinx keeps the GIL for the whole of each call
+            for i in range(0, len(audio), _FRAME_BYTES):
+                dec.process_raw(audio[i : i + _FRAME_BYTES])
+
         while True:
             item = self._q.get()
             if item is None:
@@ -129,13 +170,26 @@ class LiveSpotter:
                     continue
                 in_utt, silent, n = True, 0, 0
                 idx += 1
-                buf = bytearray(b"".join(preroll))
+                lead = b"".join(preroll)
                 preroll.clear()
-            buf += pcm
+                if primed:
+                    dec.start_utt()
+                    dec.process_raw(lead)
+                else:
+                    held.append(lead)
             n += 1
             silent = 0 if voiced else silent + 1
+            if primed:
+                dec.process_raw(pcm)
+            else:
+                held.append(pcm)
+                if n >= _PRIME_FRAMES or silent >= _END_SILENT_FRAMES:
+                    prime_and_feed()
             if silent >= _END_SILENT_FRAMES:
                 in_utt = False
-                self._publish(idx, decode(bytes(buf)))
-            elif n % _REDECODE_EVERY_FRAMES == 0:
-                self._publish(idx, decode(bytes(buf[-window:])))
+                dec.end_utt()
+                publish_partial()
+            elif primed and n % _CHECK_EVERY_FRAMES == 0:
+                publish_partial()
+        if in_utt and primed:
+            dec.end_utt()
