@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -104,5 +105,12 @@ steps:
 async def test_outbound_call_to_a_busy_number_fails_cleanly(stack):
     report = await stack.call(BUSY)
     assert "CreateCallFailed" in report["events"]
-    [record] = [c for c in stack.state.calls.recent() if c.target == "4:+15557770002"]
+    records: list = []
+    for _ in range(200):  # the server handles the failure event asynchronously
+        records = [c for c in stack.state.calls.recent() if c.target == "4:+15557770002"]
+        if records:
+            break
+        await asyncio.sleep(0.05)
+    [record] = records
     assert record.state == "failed"
+    assert stack.state.calls.active() == []
