@@ -121,3 +121,29 @@ async def test_socket_dropped_mid_sentence_stops_every_lane(stack):
     run.cancel()
     await asyncio.gather(run, return_exceptions=True)
     call.hang_up_by_phone()
+
+
+KEYS_OVER_THE_PROMPT = """
+name: keys over the prompt
+direction: inbound
+from: "+15551230001"
+to: "+15550001000"
+timeout_s: 90
+steps:
+  - wait: {agent_done: 700, timeout_s: 30}
+  - say: "I want to check my claim status."
+  - wait: {seconds: 1.2}
+  - dtmf: {digits: "1234#", gap_ms: 150}
+  - wait: {agent_done: 900, timeout_s: 40}
+  - hangup
+"""
+
+
+async def test_keying_digits_over_a_prompt_stops_it_and_is_taken_as_input(stack):
+    report = await stack.call(KEYS_OVER_THE_PROMPT)
+    assert report["ok"], report.get("error")
+    assert report["stop_audio_ms"], "a key press over the prompt should stop it"
+    entries = history(stack, report["call_id"])
+    assert any(m.get("interrupted") for m in entries if m["role"] == "assistant")
+    assert [m["content"] for m in entries if m["role"] == "user"][-1] == "1234#"
+    assert "review" in entries[-1]["content"].lower()

@@ -147,6 +147,13 @@ class SpeechCascadeHandler:
         if self._stopped or self.orchestrator is None:
             return
         self._dtmf_digits += tone
+        reply = self._reply
+        if reply is not None and self._barge is None and self.playback.audible:
+            # A key press over a prompt is an unambiguous interruption, as on any IVR.
+            now = time.monotonic()
+            self.playback.pause()
+            await self._transport.stop_audio()
+            self._confirm_barge_in(_PendingBargeIn(now, now, time.monotonic(), reply))
         if self._dtmf_timer is not None:
             self._dtmf_timer.cancel()
         if tone == "#":
