@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from callwright import __version__
 from callwright.acs.auth import AcsTokenVerifier, JwksCache
 from callwright.acs.call_control import CallAutomation
-from callwright.api import calls, health, media, webhook
+from callwright.api import calls, health, media, ui, webhook
 from callwright.config import Settings, load_settings
 from callwright.events.handlers import register_default_handlers
 from callwright.events.processor import CallEventProcessor
@@ -105,4 +105,5 @@ def create_app(settings: Settings | None = None, *, configure_media: Any = None)
     app.include_router(calls.router)
     app.include_router(media.router)
     app.include_router(health.router)
+    app.include_router(ui.router)
     return app
