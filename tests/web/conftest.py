@@ -1,0 +1,56 @@
+"""The web UI in a real browser (Debian's chromium via Playwright) against the server and the ACS emulator."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from callwright.localstack import LocalStack, local_stack
+
+CHROMIUM = "/usr/bin/chromium"
+# Playwright's own browser download is not used: the system chromium is launched directly, with
+# everything that would phone home turned off.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@dataclass
+class Browser:
+    page: Any
+    errors: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[LocalStack]:
+    async with local_stack(stt_pool_warm=1, tts_pool_warm=1, stt_pool_size=2, tts_pool_size=2) as s:
+        yield s
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} is missing: install the Debian package 'chromium' (./run.sh test does)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = await chromium.new_context(viewport={"width": 1400, "height": 900})
+            page = await context.new_page()
+            page.set_default_timeout(30_000)
+            out = Browser(page=page)
+            page.on("console", lambda msg: out.errors.append(msg.text) if msg.type == "error" else None)
+            page.on("pageerror", lambda exc: out.errors.append(str(exc)))
+            yield out
+        finally:
+            await chromium.close()

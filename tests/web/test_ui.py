@@ -1,0 +1,119 @@
+"""The operator page in a real browser, against the real server and the ACS emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import httpx
+from playwright.async_api import expect
+
+from callwright.emulator.phone import build_phone_from_script
+
+from .conftest import Browser
+
+# The phone answers, hears the greeting, then stays on the line until the page hangs up.
+STAYS_ON_LINE = """
+name: stays on the line
+direction: outbound
+from: "+15550001000"
+to: "+15557770042"
+outbound: {answer_after_s: 0.3, outcome: answer}
+timeout_s: 90
+steps:
+  - wait: {agent_done: 700, timeout_s: 30}
+  - silence: 60
+  - hangup
+"""
+
+
+def unexpected(errors: list[str]) -> list[str]:
+    # Chromium logs every non-2xx fetch as a console error; a 422 the page asked for is not a fault.
+    return [e for e in errors if "status of 422" not in e]
+
+
+async def test_page_loads_without_console_errors(stack, browser: Browser):
+    page = browser.page
+    await page.goto(f"{stack.url}/")
+    await expect(page.locator("h1")).to_have_text("Callwright")
+    await expect(page.locator("#ready")).to_have_text("Ready")
+    await expect(page.locator("#active-empty")).to_be_visible()
+    await expect(page.locator("#recent-empty")).to_be_visible()
+    options = await page.locator("#mode option").evaluate_all("opts => opts.map(o => o.value)")
+    assert options == ["media", "voice_live"]
+    await page.wait_for_timeout(1500)  # let a couple of polls run so their errors would show
+    assert browser.errors == []
+
+
+async def test_bad_number_shows_the_api_422_detail(stack, browser: Browser):
+    page = browser.page
+    await page.goto(f"{stack.url}/")
+    await page.fill("#target", "12345")
+    await page.click("#place")
+    error = page.locator("#form-error")
+    await expect(error).to_be_visible()
+    await expect(error).to_contain_text("target: '12345' is not an E.164 phone number")
+    await expect(page.locator("#target")).to_have_attribute("aria-invalid", "true")
+
+    # A context that is not a JSON object is refused before it reaches the server.
+    await page.fill("#target", "+15557770001")
+    await page.fill("#context", "[1, 2]")
+    await page.click("#place")
+    await expect(error).to_have_text('context: must be a JSON object, e.g. {"customer_name": "Ada"}')
+    assert stack.state.calls.active() == [] and stack.state.calls.recent() == []
+    assert unexpected(browser.errors) == []
+
+
+async def test_voice_live_call_shows_live_transcript_and_hangs_up(stack, browser: Browser):
+    page = browser.page
+    phone = build_phone_from_script(STAYS_ON_LINE)
+    stack.emulator.register_phone(phone.number, phone, phone.outbound_behaviour)
+    waiter = stack.emulator.expect_outbound_call(phone.number)
+    await page.goto(f"{stack.url}/")
+    await page.fill("#target", phone.number)
+    await page.select_option("#mode", "voice_live")
+    await page.fill("#context", '{"customer_name": "Ada <script>"}')
+    await page.click("#place")
+
+    call = await asyncio.wait_for(waiter, 30)
+    await asyncio.wait_for(call.connected.wait(), 30)
+    run = asyncio.create_task(phone.run(call))
+    try:
+        row = page.locator(f'#active-calls tr[data-call-id="{call.call_connection_id}"]')
+        await expect(row.locator(".mode")).to_have_text("voice_live")
+        await expect(row).to_contain_text("outbound")
+        await expect(row).to_contain_text(phone.number)
+        await expect(page.locator("#d-mode")).to_have_text("voice_live")
+        greeting = page.locator("#transcript .role-assistant").first
+        await expect(greeting).to_contain_text("Thank you for calling Contoso Insurance", timeout=45_000)
+        await expect(page.locator("#events")).to_contain_text("CallConnected")
+        await expect(page.locator("#d-state")).to_contain_text("connected")
+
+        await row.get_by_role("button", name="Hang up").click()
+        await expect(page.locator("#d-state .state")).to_have_text("disconnected", timeout=30_000)
+        recent = page.locator(f'#recent-calls tr[data-call-id="{call.call_connection_id}"]')
+        await expect(recent.locator(".state")).to_have_text("disconnected")
+        await expect(page.locator("#d-hangup")).to_be_hidden()
+        await asyncio.wait_for(call.ended.wait(), 30)
+    finally:
+        if not run.done():
+            run.cancel()
+        with contextlib.suppress(BaseException):
+            await run
+        stack.emulator.unregister_phone(phone.number)
+    record = stack.state.calls.get(call.call_connection_id)
+    assert record is not None and record.state == "disconnected" and record.mode == "voice_live"
+    assert record.context.get("customer_name") == "Ada <script>"
+    assert unexpected(browser.errors) == []
+
+
+async def test_ui_files_are_served_from_the_package_and_nothing_else(stack):
+    async with httpx.AsyncClient(base_url=stack.url) as http:
+        index = await http.get("/")
+        assert index.status_code == 200 and "Place a call" in index.text
+        assert "default-src 'self'" in index.headers["content-security-policy"]
+        js = await http.get("/ui/app.js")
+        assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+        assert "innerHTML" not in js.text
+        assert (await http.get("/ui/../app.py")).status_code == 404
+        assert (await http.get("/ui/missing.css")).status_code == 404
