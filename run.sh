@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 DEBIAN_PACKAGES=(redis-server espeak-ng libespeak-ng1 flite sox)
+# Only the test suite needs these (the web UI tests drive the system browser); `demo` never installs them.
+TEST_DEBIAN_PACKAGES=(chromium)
 VENV=.venv
 PYTHON_BIN=${PYTHON:-python3.11}
 command -v "$PYTHON_BIN" >/dev/null 2>&1 || PYTHON_BIN=python3
@@ -15,7 +17,7 @@ log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 
 ensure_debian_packages() {
   local missing=()
-  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  for pkg in "$@"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if ((${#missing[@]})); then
@@ -44,13 +46,14 @@ ensure_venv() {
   fi
 }
 
-ensure_debian_packages
+ensure_debian_packages "${DEBIAN_PACKAGES[@]}"
 ensure_venv
 
 cmd=${1:-demo}
 shift || true
 case "$cmd" in
   test)
+    ensure_debian_packages "${TEST_DEBIAN_PACKAGES[@]}"
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   *)
