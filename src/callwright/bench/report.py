@@ -14,7 +14,7 @@ from rich.table import Table
 _LABELS = {
     "response_p50_ms": "response latency p50 (embedded)",
     "response_p95_ms": "response latency p95 (embedded)",
-    "server_overhead_p95_ms": "response p95, instant engines (20 ms + endpointing)",
+    "server_overhead_p95_ms": "server overhead p95 (instant engines, after endpointing)",
     "barge_in_p50_ms": "barge-in → StopAudio p50",
     "barge_in_p95_ms": "barge-in → StopAudio p95",
     "leaked_ms": "agent audio after StopAudio (total)",
@@ -92,16 +92,20 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {_LABELS.get(key, key)} | {_fmt(row['value'])} | {_fmt(row['target'])} | {_met(row['met'])} |")
     lines += ["", "## Details", ""]
     rl, bl, so = result["response_latency_ms"], result["barge_in_latency_ms"], result["server_overhead_ms"]
-    ib = result["instant_barge_in_latency_ms"]
+    ir, ib = result["instant_response_latency_ms"], result["instant_barge_in_latency_ms"]
+    sb = result["server_overhead_barge_in_ms"]
     fb = result["false_barge_ins"]
     lines += [
         f"- response latency (embedded): p50 {_fmt(rl['p50'])} ms, p95 {_fmt(rl['p95'])} ms over {rl['n']} turns",
         f"- barge-in latency (embedded): p50 {_fmt(bl['p50'])} ms, p95 {_fmt(bl['p95'])} ms over {bl['n']} "
         f"interruptions ({result['barge_in_missed']} without StopAudio); leaked {_fmt(result['leaked_ms'])} ms "
         f"total, {_fmt(result['leaked_ms_max'])} ms worst",
-        f"- instant engines: response p50 {_fmt(so['p50'])} ms, p95 {_fmt(so['p95'])} ms over {so['n']} turns "
-        f"(ENDPOINT_SILENCE_MS = {result['endpoint_silence_ms']:g} included); barge-in p50 "
-        f"{_fmt(ib['p50'])} ms, p95 {_fmt(ib['p95'])} ms",
+        f"- instant engines at the ear: response p50 {_fmt(ir['p50'])} ms, p95 {_fmt(ir['p95'])} ms over {ir['n']} "
+        f"turns; barge-in p50 {_fmt(ib['p50'])} ms, p95 {_fmt(ib['p95'])} ms",
+        f"- server overhead (the above less the server's own decision wait on each utterance's audio — "
+        f"ENDPOINT_SILENCE_MS {result['endpoint_silence_ms']:g}, BARGE_IN_MIN_SPEECH_MS "
+        f"{result['barge_in_min_speech_ms']:g} — replayed offline): response p50 {_fmt(so['p50'])} ms, "
+        f"p95 {_fmt(so['p95'])} ms; barge-in p50 {_fmt(sb['p50'])} ms, p95 {_fmt(sb['p95'])} ms",
         f"- false barge-ins: {fb['stopped']} of {fb['played']} probes drew StopAudio "
         f"({fb['resumed_after_stop']} of them resumed the interrupted sentence)",
         "",

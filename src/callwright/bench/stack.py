@@ -68,8 +68,9 @@ class SplitStack:
     def sample(self) -> ProcSample:
         return proc_sample(self.pid)
 
-    async def introspect(self) -> dict[str, Any]:
-        resp = await self.http.get(f"{self.url}/bench/introspect")
+    async def introspect(self, *, objects: bool = False, trim: bool = False) -> dict[str, Any]:
+        params = {"objects": str(objects).lower(), "trim": str(trim).lower()}
+        resp = await self.http.get(f"{self.url}/bench/introspect", params=params)
         resp.raise_for_status()
         return dict(resp.json())
 
@@ -153,7 +154,8 @@ async def split_stack(settings_env: dict[str, str] | None = None, *, log_dir: Pa
         folder = log_dir or Path(tempfile.mkdtemp(prefix="callwright-bench-"))
         folder.mkdir(parents=True, exist_ok=True)
         log_path = folder / f"server-{port}.log"
-        cmd = [*(wrap or []), sys.executable, "-m", "callwright.bench.child", "--port", str(port)]
+        loop = os.environ.get("CALLWRIGHT_BENCH_LOOP", "auto")  # leak hunts: compare event loops
+        cmd = [*(wrap or []), sys.executable, "-m", "callwright.bench.child", "--port", str(port), "--loop", loop]
         with log_path.open("wb") as log_file:
             process = await asyncio.create_subprocess_exec(
                 *cmd, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file
