@@ -12,7 +12,8 @@ from callwright.emulator.phone import build_phone_from_script
 
 from .conftest import Browser
 
-# The phone answers, hears the greeting, then stays on the line until the page hangs up.
+# The phone answers, hears the greeting, cuts the next reply short, then stays on the line until the
+# page hangs up.
 STAYS_ON_LINE = """
 name: stays on the line
 direction: outbound
@@ -21,6 +22,9 @@ to: "+15557770042"
 outbound: {answer_after_s: 0.3, outcome: answer}
 timeout_s: 90
 steps:
+  - wait: {agent_done: 700, timeout_s: 30}
+  - say: "What are your opening hours?"
+  - barge_in: {at_ms: 1000, of: next, timeout_s: 30, say: "Sorry, where is your office?"}
   - wait: {agent_done: 700, timeout_s: 30}
   - silence: 60
   - hangup
@@ -88,6 +92,10 @@ async def test_voice_live_call_shows_live_transcript_and_hangs_up(stack, browser
         await expect(greeting).to_contain_text("Thank you for calling Contoso Insurance", timeout=45_000)
         await expect(page.locator("#events")).to_contain_text("CallConnected")
         await expect(page.locator("#d-state")).to_contain_text("connected")
+        # The reply the caller talked over is shown as cut, and the caller's lines as the caller's.
+        cut = page.locator("#transcript .role-assistant.cut .cut-mark").first
+        await expect(cut).to_have_text("(cut off)", timeout=45_000)
+        await expect(page.locator("#transcript .role-user .speaker").first).to_have_text("Caller: ")
 
         await row.get_by_role("button", name="Hang up").click()
         await expect(page.locator("#d-state .state")).to_have_text("disconnected", timeout=30_000)
@@ -103,6 +111,8 @@ async def test_voice_live_call_shows_live_transcript_and_hangs_up(stack, browser
         stack.emulator.unregister_phone(phone.number)
     record = stack.state.calls.get(call.call_connection_id)
     assert record is not None and record.state == "disconnected" and record.mode == "voice_live"
+    shown = await page.locator("#transcript .content").all_text_contents()
+    assert shown == [m["content"] for m in record.to_api(detail=True)["transcript"]]
     assert record.context.get("customer_name") == "Ada <script>"
     assert unexpected(browser.errors) == []
 

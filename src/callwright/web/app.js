@@ -23,6 +23,16 @@ function el(tag, props, ...children) {
   return node;
 }
 
+// Re-rendering only on change keeps keyboard focus on buttons and stops live regions re-announcing
+// unchanged content on every poll.
+const rendered = new Map();
+function renderIfChanged(node, data, build) {
+  const signature = JSON.stringify(data);
+  if (rendered.get(node.id) === signature) return;
+  rendered.set(node.id, signature);
+  node.replaceChildren(...build());
+}
+
 function show(node, text) {
   node.textContent = text || "";
   node.hidden = !text;
@@ -169,7 +179,7 @@ function callRow(call, active) {
 }
 
 function renderList(tbodyId, emptyId, calls, active) {
-  $(tbodyId).replaceChildren(...calls.map((c) => callRow(c, active)));
+  renderIfChanged($(tbodyId), [state.selected, calls], () => calls.map((c) => callRow(c, active)));
   $(emptyId).hidden = calls.length > 0;
 }
 
@@ -214,9 +224,10 @@ function renderDetail(call) {
   hang.hidden = ENDED.has(call.state);
   hang.onclick = () => hangUp(call.call_connection_id);
   const transcript = call.transcript || [];
-  $("transcript").replaceChildren(...transcript.map(transcriptLine));
+  renderIfChanged($("transcript"), [call.call_connection_id, transcript], () => transcript.map(transcriptLine));
   $("transcript-empty").hidden = transcript.length > 0;
-  $("events").replaceChildren(...(call.events_seen || []).map((e) => el("li", { text: e })));
+  const events = call.events_seen || [];
+  renderIfChanged($("events"), [call.call_connection_id, events], () => events.map((e) => el("li", { text: e })));
 }
 
 function clearDetail() {
