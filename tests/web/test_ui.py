@@ -8,7 +8,10 @@ import contextlib
 import httpx
 from playwright.async_api import expect
 
+from callwright.app import create_app
+from callwright.config import load_settings
 from callwright.emulator.phone import build_phone_from_script
+from callwright.localstack import free_port, serve_asgi
 
 from .conftest import Browser
 
@@ -127,3 +130,17 @@ async def test_ui_files_are_served_from_the_package_and_nothing_else(stack):
         assert "innerHTML" not in js.text
         assert (await http.get("/ui/../app.py")).status_code == 404
         assert (await http.get("/ui/missing.css")).status_code == 404
+
+
+async def test_unconfigured_server_shows_not_ready_and_the_503_detail(browser: Browser):
+    app = create_app(load_settings(acs_connection_string=None, redis_url=None))
+    async with serve_asgi(app, free_port()) as url:
+        page = browser.page
+        await page.goto(f"{url}/")
+        await expect(page.locator("#ready")).to_have_text("Not ready")
+        await page.fill("#target", "+15557770001")
+        await page.click("#place")
+        await expect(page.locator("#form-error")).to_have_text(
+            "ACS_CONNECTION_STRING is not set; outbound calls are unavailable"
+        )
+    assert [e for e in browser.errors if "status of 503" not in e] == []
