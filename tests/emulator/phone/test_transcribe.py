@@ -89,3 +89,33 @@ async def test_end_of_call_transcriber_reuses_its_decoder() -> None:
     assert "we are open" in first[0], first  # espeak decodes poorly past the first words
     assert await asyncio.to_thread(transcriber.transcribe, pcm, 16_000, []) == []
     assert transcriber.decoders_built == 1
+
+
+async def test_a_pause_in_played_audio_ends_the_utterance() -> None:
+    # The media link feeds only played frames: when the server sends nothing, nothing is fed, and
+    # that gap must still split the greeting from the next reply.
+    greeting = await asyncio.to_thread(_espeak, "Thank you for calling Contoso Insurance.")
+    reply = await asyncio.to_thread(_espeak, "Please say or key in your policy number.")
+    split = asyncio.Event()
+    spotter: LiveSpotter | None = None
+
+    def on_update() -> None:
+        assert spotter is not None
+        if len(spotter.texts) >= 2:
+            split.set()
+
+    spotter = LiveSpotter(16_000, asyncio.get_running_loop(), on_update)
+    try:
+        for i in range(0, len(greeting), FRAME):
+            spotter.feed(greeting[i : i + FRAME], frame_is_voiced(greeting[i : i + FRAME]))
+        await asyncio.sleep(1.5)  # dry: no frames at all
+        for i in range(0, len(reply), FRAME):
+            spotter.feed(reply[i : i + FRAME], frame_is_voiced(reply[i : i + FRAME]))
+        async with asyncio.timeout(60):
+            await split.wait()
+        first = spotter.texts[0]
+        assert phrase_heard("thank you for calling", first), spotter.texts
+        # the greeting was final before the reply began, so the reply's words are not in it
+        assert len(first.split()) <= 10, spotter.texts
+    finally:
+        spotter.close()
