@@ -21,6 +21,7 @@ from typing import Any
 import uvicorn
 
 from callwright.app import create_app
+from callwright.bench.lag import LagMonitor
 from callwright.config import load_settings
 
 # Set to a traceback depth to trace Python allocations (leak hunts; it slows the server down).
@@ -29,8 +30,10 @@ TRACEMALLOC_ENV = "CALLWRIGHT_BENCH_TRACEMALLOC"
 
 def build_app() -> Any:
     app = create_app(load_settings())
+    lag = LagMonitor()
 
     async def introspect(objects: bool = False, trim: bool = False) -> dict[str, Any]:
+        lag.start()  # the server's loop lag, measured from the first look on (each look starts a new window)
         tasks = [t for t in asyncio.all_tasks() if not t.done()]
         extra: dict[str, Any] = {}
         if trim:
@@ -52,6 +55,7 @@ def build_app() -> Any:
             "threads": threading.active_count(),
             "thread_names": sorted(t.name for t in threading.enumerate()),
             "calls_active": len(app.state.calls),
+            "loop_lag_ms": lag.take(),
             "pools": app.state.pool_stats(),
         }
 

@@ -26,6 +26,12 @@ _LABELS = {
 }
 
 
+_DENSITY_HEAD = (
+    "| calls | pass | failed | response p50/p95 ms | gaps | server CPU % | CPU %/call | RSS MB/call "
+    "| load generator CPU % | loop lag p99/max ms: server · phones |"
+)
+
+
 def machine() -> dict[str, Any]:
     cpu = ""
     try:
@@ -53,6 +59,10 @@ def _fmt(v: Any) -> str:
     if v is None:
         return "–"
     return f"{v:g}" if isinstance(v, int | float) else str(v)
+
+
+def _lag(lag: Any) -> str:
+    return "–" if not lag else f"{_fmt(lag.get('p99'))}/{_fmt(lag.get('max'))}"
 
 
 def _met(m: bool | None) -> str:
@@ -120,17 +130,22 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"- {which}: " + ", ".join(f"{k.removesuffix('_mean_ms')} {v:g}" for k, v in timings.items()))
     for which in ("embedded", "instant"):
         d = result[f"density_{which}"]
-        lines += ["", f"### Density, {which} engines", "",
-                  "| calls | pass | failed | response p50/p95 ms | gaps | server CPU % | CPU %/call | RSS MB/call "
-                  "| load generator CPU % |", "|---:|---|---:|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines += [
+            "",
+            f"### Density, {which} engines",
+            "",
+            _DENSITY_HEAD,
+            "|---:|---|---:|---|---:|---:|---:|---:|---:|---|",
+        ]
         for s in d["steps"]:
             lat = s["response_latency_ms"]
             lines.append(f"| {s['calls']} | {'yes' if s['passed'] else '**no**'} | {s['failed_calls']} | "
                          f"{_fmt(lat['p50'])} / {_fmt(lat['p95'])} | {s['gaps']['count']} | {s['server_cpu_pct']:g} | "
                          f"{s['server_cpu_pct_per_call']:g} | {s['rss_mb_per_call']:g} | "
-                         f"{s['load_generator_cpu_pct']:g} |")  # fmt: skip
+                         f"{s['load_generator_cpu_pct']:g} | {_lag(s.get('server_loop_lag_ms'))} · "
+                         f"{_lag(s.get('phones_loop_lag_ms'))} |")  # fmt: skip
             if s["first_failure"]:
-                lines.append(f"|  | first failure: {s['first_failure']} | | | | | | | |")
+                lines.append(f"|  | first failure: {s['first_failure']} | | | | | | | | |")
     sk = result["soak"]
     lines += ["", "### Soak", "",
               f"{sk['calls']} short calls ({sk['workers']} at a time), {sk['failed_calls']} failed; RSS "

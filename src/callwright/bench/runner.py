@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from callwright.bench import scripts
 from callwright.bench.calibrate import calibrate
+from callwright.bench.lag import LagMonitor
 from callwright.bench.stack import SplitStack, split_stack
 from callwright.bench.stats import barge_in_figures, gap_figures, p50_p95, probe_figures, response_latencies
 from callwright.config import Settings
@@ -46,7 +47,7 @@ class BenchPlan:
 
     @classmethod
     def full(cls) -> BenchPlan:
-        return cls(latency_calls=7, probe_calls=4, overhead_calls=6, embedded_steps=(5, 10, 20, 30, 40, 50),
+        return cls(latency_calls=7, probe_calls=5, overhead_calls=6, embedded_steps=(5, 10, 20, 30, 40, 50),
                    instant_steps=(10, 25, 50, 100, 200, 300, 400), soak_calls=1000, soak_workers=10)  # fmt: skip
 
     @classmethod
@@ -132,9 +133,15 @@ async def density_step(stack: SplitStack, n: int, *, stagger_s: float = 3.0) -> 
         return await stack.call(scripts.density(1000 + i))
 
     watch = asyncio.create_task(sampler())
+    await stack.introspect()  # opens a new server loop-lag window
+    own_lag = LagMonitor()
+    own_lag.start()
     t0, own0, cpu0 = time.monotonic(), time.process_time(), idle.cpu_s
     reports = await asyncio.gather(*(one(i) for i in range(n)))
     end = stack.sample()
+    server_lag = (await stack.introspect()).get("loop_lag_ms")
+    phones_lag = own_lag.take()
+    await own_lag.stop()
     wall, own = end.at - t0, time.process_time() - own0
     stop.set()
     await watch
@@ -155,6 +162,8 @@ async def density_step(stack: SplitStack, n: int, *, stagger_s: float = 3.0) -> 
         "server_rss_mb_peak": round(peak, 1),
         "rss_mb_per_call": round((peak - idle.rss_mb) / n, 2),
         "load_generator_cpu_pct": round(own / wall * 100, 1),
+        "server_loop_lag_ms": server_lag,
+        "phones_loop_lag_ms": phones_lag,
         "wall_s": round(wall, 1),
     }
 

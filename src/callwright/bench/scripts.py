@@ -54,7 +54,12 @@ def conversation(turns: int = 5, *, barge_at_ms: int = 1200, offset: int = 0) ->
 
 
 def probes(replies: int = 2, per_reply: int = 4, *, offset: int = 0) -> str:
-    """Ask questions and play probe sounds over each answer, spaced 1.2 s apart."""
+    """Ask questions and play probe sounds over each answer, about 1.5 s apart.
+
+    Probes are paced by the caller's own clock (silences), not by the agent's utterances: the phone's
+    idea of "the current agent utterance" changes at every pause between sentences. Each probe's report
+    entry says whether the agent was audible when it began; only those count.
+    """
     steps: list[object] = []
     k = offset
     for r in range(replies):
@@ -64,11 +69,11 @@ def probes(replies: int = 2, per_reply: int = 4, *, offset: int = 0) -> str:
         else:
             steps.append({"wait": {"agent_done": 800, "timeout_s": 30}})
             steps.append({"say": q})
-        for p in range(per_reply):
-            probe = PROBES[k % len(PROBES)]
+        steps.append({"silence": 1.0})
+        for _ in range(per_reply):
+            steps.append({"say": PROBES[k % len(PROBES)]})
+            steps.append({"silence": 1.2})
             k += 1
-            step = {"at_ms": 700 + 1200 * p, "of": "next" if p == 0 else "current", "timeout_s": 20, "say": probe}
-            steps.append({"barge_in": step})
     steps += [{"wait": {"agent_done": 800, "timeout_s": 30}}, "hangup"]
     return _doc("bench false barge-in probes", steps, timeout_s=180)
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +52,22 @@ async def _live_transcript(stack: SplitStack, call_id: str, console: Console) ->
         await asyncio.sleep(_POLL_S)
 
 
-async def _type_lines(phone: Any, call: Any, console: Console, ended: asyncio.Future[Any]) -> None:
+def _read_stdin(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
+    """A daemon thread: a blocked ``readline`` must not keep the process alive after the call ends."""
+    for line in sys.stdin:
+        loop.call_soon_threadsafe(lines.put_nowait, line)
+    loop.call_soon_threadsafe(lines.put_nowait, None)
+
+
+async def _type_lines(phone: Any, call: Any, console: Console) -> None:
     """Each line typed is spoken by the phone (flite); an empty line or end of input hangs up."""
     console.print("[bold]Type what the caller says; an empty line hangs up.[/]")
     cache = default_tts_cache_dir()
-    while not ended.done():
-        line = await asyncio.to_thread(sys.stdin.readline)
-        text = line.strip()
-        if ended.done():
-            return
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    threading.Thread(target=_read_stdin, args=(asyncio.get_running_loop(), lines), daemon=True).start()
+    while True:
+        line = await lines.get()
+        text = (line or "").strip()
         if not text:
             call.hang_up_by_phone()
             return
@@ -77,34 +85,29 @@ async def _type_lines(phone: Any, call: Any, console: Console, ended: asyncio.Fu
 async def _demo(script_text: str, *, scenario: str | None, interactive: bool, record_dir: Path,
                 console: Console) -> dict[str, Any]:  # fmt: skip
     env = {"SCENARIO": scenario} if scenario else {}
-    with console.status("starting the emulator and the server (embedded engines)…"):
-        stack_cm = split_stack(env, log_dir=record_dir / "logs")
-        stack = await stack_cm.__aenter__()
+    status = console.status("starting the emulator and the server (embedded engines)…")
+    status.start()
     try:
-        console.print(f"[green]✓[/] server {stack.url} (pid {stack.pid}), emulator {stack.emulator.endpoint}")
-        phone, call = await stack.place(script_text, record_dir=record_dir)
-        console.print(f"[green]✓[/] call {call.call_connection_id} connected — live transcript:")
-        watcher = asyncio.create_task(_live_transcript(stack, call.call_connection_id, console))
-        running = asyncio.ensure_future(phone.run(call))
-        typing = asyncio.create_task(_type_lines(phone, call, console, running)) if interactive else None
-        try:
-            report = dict(await running)
-        finally:
-            for t in (watcher, typing):
-                if t is not None:
-                    t.cancel()
-            await asyncio.sleep(_POLL_S)  # one last poll is not needed: the report has the full transcript
-        return report
-    except StackError:
-        raise
-    except Exception as exc:
-        console.print(f"[red]the call could not be placed:[/] {exc}")
-        tail = stack.log_tail()
-        if tail:
-            console.print(f"[dim]server log ({stack.log_path}):[/]\n{tail}", highlight=False)
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "events": []}
+        async with split_stack(env, log_dir=record_dir / "logs") as stack:
+            status.stop()
+            console.print(f"[green]✓[/] server {stack.url} (pid {stack.pid}), emulator {stack.emulator.endpoint}")
+            try:
+                phone, call = await stack.place(script_text, record_dir=record_dir)
+            except Exception as exc:  # refused or unanswered: show why, with the server's last words
+                console.print(f"[red]the call could not be placed:[/] {exc}")
+                console.print(f"[dim]server log ({stack.log_path}):[/]\n{stack.log_tail()}", highlight=False)
+                return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "events": []}
+            console.print(f"[green]✓[/] call {call.call_connection_id} connected — live transcript:")
+            watcher = asyncio.create_task(_live_transcript(stack, call.call_connection_id, console))
+            typing = asyncio.create_task(_type_lines(phone, call, console)) if interactive else None
+            try:
+                return dict(await phone.run(call))
+            finally:
+                for t in (watcher, typing):
+                    if t is not None:
+                        t.cancel()
     finally:
-        await stack_cm.__aexit__(None, None, None)
+        status.stop()
 
 
 def run_demo(*, script: Path | None, scenario: str | None, interactive: bool, as_json: bool,
