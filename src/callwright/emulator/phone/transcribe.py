@@ -27,14 +27,18 @@ log = logging.getLogger(__name__)
 PHRASE_MATCH_SCORE = 80.0
 _END_SILENT_FRAMES = 40  # 800 ms of silence ends a live utterance (sentence pauses stay inside)
 _CHECK_EVERY_FRAMES = 10  # read the partial hypothesis five times a second
-_PRIME_FRAMES = 50  # 1 s of agent audio estimates the cepstral mean before the first live decode
+# The first utterance is held until 1 s of it (or all of it, if shorter) can estimate the cepstral
+# mean. Measured on 15 espeak greetings, how often the first words survived is erratic in the
+# estimate's length (1 s: 10/15, 2 s: 0/15, 2.5 s: 14/15, 4 s: 14/15; a flite greeting lost its
+# phrase at 4 s); longer holds also delay partials, and re-decoding the first utterance at its end
+# was a CPU burst that delayed the event loop, so 1 s it is.
+_PRIME_FRAMES = 50
 _FRAME_BYTES = 640  # 20 ms at 16 kHz
 # Transcripts and the first live utterance's final take the mean from up to 4 s of the utterance:
 # longer estimates are steadier, but the batch pass holds the GIL ~20 ms per second of audio.
 _TRANSCRIPT_PRIME_BYTES = 4 * 16_000 * 2
 _PRIME_SEARCH = "_cmn_prime"
 _IDLE_POLL_S = 0.1
-_FIRST_UTT_MAX_BYTES = 15 * 16_000 * 2
 _PREROLL_FRAMES = 10  # soft word onsets fall below the voicing floor; feed the 200 ms before it too
 
 
@@ -66,9 +70,11 @@ def _prime_cmn(dec: Any, audio: bytes) -> None:
 
 
 def _feed(dec: Any, audio: bytes) -> None:
-    # in frame-sized pieces: pocketsphinx keeps the GIL for the whole of each call
+    # In frame-sized pieces, yielding the GIL after each: pocketsphinx keeps it for the whole of each
+    # call, and a tight loop of calls would win it back before a waiting event loop gets a turn.
     for i in range(0, len(audio), _FRAME_BYTES):
         dec.process_raw(audio[i : i + _FRAME_BYTES])
+        time.sleep(0)
 
 
 class AgentTranscriber:
@@ -157,11 +163,10 @@ class LiveSpotter:
             log.exception("phone live STT: pocketsphinx failed to start; phrase waits will time out")
             return
         # Frames are decoded as they arrive (bounded work per second of audio, no growing re-decodes).
-        # The first second of agent audio primes the cepstral mean before it is decoded; later
+        # The first seconds of agent audio prime the cepstral mean before they are decoded; later
         # utterances inherit the mean the decoder keeps across utterances.
         primed = False
         held: list[bytes] = []  # the first utterance's frames, until they can prime the mean
-        first_utt = bytearray()  # the first utterance (capped), for one re-decode when it ends
         in_utt = False
         silent = n = 0
         idx = -1
@@ -186,17 +191,6 @@ class LiveSpotter:
                 prime_and_feed()
             in_utt = False
             dec.end_utt()
-            if idx == 0 and 0 < len(first_utt) <= _FIRST_UTT_MAX_BYTES:
-                # The first utterance was decoded with a mean from its first second only, which
-                # misses its first words about one time in three on espeak; decode it once more
-                # with the mean of up to 4 s of it (measured 14/15 vs 10/15 greetings heard).
-                publish_partial()
-                audio = bytes(first_utt)
-                _prime_cmn(dec, audio[:_TRANSCRIPT_PRIME_BYTES])
-                dec.start_utt()
-                _feed(dec, audio)
-                dec.end_utt()
-            first_utt.clear()
             publish_partial()
 
         last_fed = 0.0
@@ -219,8 +213,6 @@ class LiveSpotter:
                 idx += 1
                 lead = b"".join(preroll)
                 preroll.clear()
-                if idx == 0:
-                    first_utt.extend(lead)
                 if primed:
                     dec.start_utt()
                     _feed(dec, lead)
@@ -228,8 +220,6 @@ class LiveSpotter:
                     held.append(lead)
             n += 1
             silent = 0 if voiced else silent + 1
-            if idx == 0 and len(first_utt) <= _FIRST_UTT_MAX_BYTES:
-                first_utt.extend(pcm)  # one frame past the cap marks it too long to re-decode
             if primed:
                 dec.process_raw(pcm)
             else:
