@@ -13,7 +13,7 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +51,19 @@ async def serve_asgi(app: Any, port: int) -> AsyncIterator[str]:
             await asyncio.wait_for(task, timeout=15)
 
 
+def _new_transcriber() -> Any:
+    from callwright.emulator.phone.transcribe import AgentTranscriber
+
+    return AgentTranscriber()  # shared by the stack's phones: one decoder per process, not per call
+
+
 @dataclass
 class LocalStack:
     emulator: Emulator
     app: Any
     settings: Settings
     url: str
+    transcriber: Any = field(default_factory=_new_transcriber)
 
     @property
     def state(self) -> Any:
@@ -68,7 +75,7 @@ class LocalStack:
         """Run one scripted call (inbound, or outbound placed through the server's API) to its end."""
         from callwright.emulator.phone import build_phone_from_script
 
-        phone = build_phone_from_script(script_text, record_dir=record_dir)
+        phone = build_phone_from_script(script_text, record_dir=record_dir, transcriber=self.transcriber)
         spec = phone.script
         if spec.direction == "outbound":
             return await self._outbound(phone, timeout_s)

@@ -63,6 +63,17 @@ def _scripted(emu: Emulator) -> dict[str, ScriptedCall]:
     return emu.control_state  # type: ignore[no-any-return]
 
 
+def _transcriber(emu: Emulator) -> Any:
+    """One end-of-call transcriber per emulator: its decoder costs ~0.3 s and ~90 MB to build."""
+    from callwright.emulator.phone.transcribe import AgentTranscriber
+
+    existing = getattr(emu, "_agent_transcriber", None)
+    if existing is None:
+        existing = AgentTranscriber()
+        emu._agent_transcriber = existing  # type: ignore[attr-defined]
+    return existing
+
+
 async def _body(request: Request) -> dict[str, Any]:
     try:
         body = await request.json()
@@ -115,7 +126,9 @@ async def start_call(request: Request) -> JSONResponse:
     from callwright.emulator.phone import ScriptError, build_phone_from_script
 
     try:
-        phone = build_phone_from_script(script, record_dir=Path(record_dir) if record_dir else None)
+        phone = build_phone_from_script(
+            script, record_dir=Path(record_dir) if record_dir else None, transcriber=_transcriber(emu)
+        )
     except ScriptError as exc:
         raise bad_request(f"invalid phone script: {exc}") from None
     spec = getattr(phone, "script", None)
