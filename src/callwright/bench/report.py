@@ -82,7 +82,8 @@ def render_table(console: Console, result: dict[str, Any]) -> None:
     console.print(t)
     fb = result["false_barge_ins"]
     console.print(f"probes: {fb['played']} played during agent speech, {fb['stopped']} drew StopAudio, "
-                  f"{fb['resumed_after_stop']} of those resumed the sentence", highlight=False)  # fmt: skip
+                  f"{fb['resumed_after_stop']} of those resumed the sentence, {fb.get('taken_as_turns', '–')} "
+                  "were answered as caller turns", highlight=False)  # fmt: skip
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -116,10 +117,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"ENDPOINT_SILENCE_MS {result['endpoint_silence_ms']:g}, BARGE_IN_MIN_SPEECH_MS "
         f"{result['barge_in_min_speech_ms']:g} — replayed offline): response p50 {_fmt(so['p50'])} ms, "
         f"p95 {_fmt(so['p95'])} ms; barge-in p50 {_fmt(sb['p50'])} ms, p95 {_fmt(sb['p95'])} ms",
-        f"- false barge-ins: {fb['stopped']} of {fb['played']} probes drew StopAudio "
-        f"({fb['resumed_after_stop']} of them resumed the interrupted sentence)",
+        f"- false barge-ins: {fb['stopped']} of {fb['played']} probes drew StopAudio; "
+        f"{fb['resumed_after_stop']} of them resumed the interrupted sentence, "
+        f"{fb.get('taken_as_turns', '–')} were heard as words and answered as caller turns",
         "",
-        "| probe | played | StopAudio | resumed |",
+        "| probe | played | StopAudio | agent audible again within 3 s |",
         "|---|---:|---:|---:|",
     ]
     for name, k in fb["by_probe"].items():

@@ -19,7 +19,15 @@ from callwright.bench import scripts
 from callwright.bench.calibrate import calibrate
 from callwright.bench.lag import LagMonitor
 from callwright.bench.stack import SplitStack, split_stack
-from callwright.bench.stats import barge_in_figures, gap_figures, p50_p95, probe_figures, response_latencies
+from callwright.bench.stats import (
+    barge_in_figures,
+    gap_figures,
+    p50_p95,
+    probe_figures,
+    probes_taken_as_turns,
+    response_latencies,
+    with_turns_taken,
+)
 from callwright.config import Settings
 from callwright.emulator.phone.script import PhoneScript
 
@@ -85,6 +93,7 @@ async def _sequential(
                 view = await stack.server_call(str(r["call_id"]))
                 path = record_dir / f"{r['call_id']}.server.json"
                 await asyncio.to_thread(path.write_text, json.dumps(view, indent=2), "utf-8")
+                r["server_view"] = view
         reports.append(r)
         status = "ok" if r.get("ok") else f"FAILED: {r.get('error')}"
         note(f"{what}: call {i + 1}/{len(texts)} {status}")
@@ -301,8 +310,10 @@ async def run_bench(plan: BenchPlan, note: Note, *, log_dir: Path | None = None)
         out["barge_in_missed"] = barge["missed"]
         out["leaked_ms"] = barge["leaked_ms_total"]
         out["leaked_ms_max"] = barge["leaked_ms_max"]
-        probes = probe_figures(probe_reports)
+        taken = probes_taken_as_turns((r.get("server_view") for r in probe_reports), scripts.QUESTIONS)
+        probes = with_turns_taken(probe_figures(probe_reports), taken)
         out["false_barge_in_rate"] = probes["rate"]
+        out["false_barge_in_not_resumed_rate"] = probes["not_resumed_rate"]
         out["false_barge_ins"] = probes
         out["server_timings_embedded"] = await _metrics(stack)
         out["density_embedded"] = await density_ramp(stack, plan.embedded_steps, note, "embedded")

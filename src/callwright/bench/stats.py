@@ -105,3 +105,27 @@ def gap_figures(reports: Iterable[dict[str, Any]]) -> dict[str, Any]:
         count += int(g.get("count", 0))
         total += float(g.get("total_ms", 0.0))
     return {"count": count, "total_ms": round(total, 1)}
+
+
+def _norm(text: str) -> str:
+    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
+
+
+def probes_taken_as_turns(server_views: Iterable[dict[str, Any] | None], questions: Iterable[str]) -> int:
+    """Caller entries in the server's history that are none of the scripted questions: a probe the
+    server heard as words and answered (the phone alone cannot tell that from a resumed sentence)."""
+    asked = {_norm(q) for q in questions}
+    taken = 0
+    for view in server_views:
+        for e in (view or {}).get("transcript") or []:
+            if e.get("role") == "user" and _norm(str(e.get("content", ""))) not in asked:
+                taken += 1
+    return taken
+
+
+def with_turns_taken(fig: dict[str, Any], taken: int) -> dict[str, Any]:
+    """Probe figures corrected by the server's view: a probe answered as a turn did not 'resume'."""
+    resumed = max(0, fig["resumed_after_stop"] - taken)
+    played = fig["played"]
+    return {**fig, "taken_as_turns": taken, "resumed_after_stop": resumed,
+            "not_resumed_rate": round((fig["stopped"] - resumed) / played, 4) if played else None}  # fmt: skip
