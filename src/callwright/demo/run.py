@@ -76,10 +76,13 @@ async def _type_lines(phone: Any, call: Any, console: Console) -> None:
         except Exception as exc:  # flite missing or failing: say so and keep the call up
             console.print(f"[red]cannot speak that line:[/] {exc}")
             continue
+        # The call is connected but its media stream may still be opening; the phone has no public
+        # event for that, and polling a 20 ms tick is what the phone itself does.
+        while phone.link is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
         utt = CallerUtterance(label=text, kind="speech")
         phone.utterances.append(utt)
-        if phone.link is not None:
-            await phone.link.say(pcm, utt)
+        await phone.link.say(pcm, utt)
 
 
 async def _demo(script_text: str, *, scenario: str | None, interactive: bool, record_dir: Path,
