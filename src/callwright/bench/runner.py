@@ -60,8 +60,8 @@ class BenchPlan:
 
     @classmethod
     def quick(cls) -> BenchPlan:
-        return cls(latency_calls=2, probe_calls=1, overhead_calls=1, embedded_steps=(4,), instant_steps=(10,),
-                   soak_calls=60, soak_workers=10)  # fmt: skip
+        return cls(latency_calls=1, probe_calls=1, overhead_calls=1, embedded_steps=(4,), instant_steps=(10,),
+                   soak_calls=40, soak_workers=10)  # fmt: skip
 
     @classmethod
     def tiny(cls) -> BenchPlan:
