@@ -78,7 +78,8 @@ def render_table(console: Console, result: dict[str, Any]) -> None:
     for key, row in result["targets"].items():
         met = row["met"]
         mark = "–" if met is None else ("[green]yes[/]" if met else "[red]no[/]")
-        t.add_row(_LABELS.get(key, key), _fmt(row["value"]), _fmt(row["target"]), mark)
+        value = ("≥ " if row.get("lower_bound") else "") + _fmt(row["value"])
+        t.add_row(_LABELS.get(key, key), value, _fmt(row["target"]), mark)
     console.print(t)
     fb = result["false_barge_ins"]
     console.print(f"probes: {fb['played']} played during agent speech, {fb['stopped']} drew StopAudio, "
@@ -100,7 +101,8 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|---:|---:|---|",
     ]
     for key, row in result["targets"].items():
-        lines.append(f"| {_LABELS.get(key, key)} | {_fmt(row['value'])} | {_fmt(row['target'])} | {_met(row['met'])} |")
+        value = ("≥ " if row.get("lower_bound") else "") + _fmt(row["value"])
+        lines.append(f"| {_LABELS.get(key, key)} | {value} | {_fmt(row['target'])} | {_met(row['met'])} |")
     lines += ["", "## Details", ""]
     rl, bl, so = result["response_latency_ms"], result["barge_in_latency_ms"], result["server_overhead_ms"]
     ir, ib = result["instant_response_latency_ms"], result["instant_barge_in_latency_ms"]
