@@ -32,7 +32,15 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def serve_asgi(app: Any, port: int) -> AsyncIterator[str]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, ws="websockets-sansio", lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        ws="websockets-sansio",
+        lifespan="on",
+        ws_per_message_deflate=False,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(), name=f"uvicorn:{port}")
     deadline = time.monotonic() + 60

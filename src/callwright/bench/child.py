@@ -70,7 +70,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="as uvicorn's --loop")
     args = parser.parse_args()
-    uvicorn.run(build_app(), host="127.0.0.1", port=args.port, log_config=None, ws="websockets-sansio", loop=args.loop)
+    uvicorn.run(
+        build_app(),
+        host="127.0.0.1",
+        port=args.port,
+        log_config=None,
+        ws="websockets-sansio",
+        loop=args.loop,
+        ws_per_message_deflate=False,
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ naming the setting, so the server refuses to start rather than failing the first
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,11 +27,29 @@ class SpeechEngines:
     describe: dict[str, str] = field(default_factory=dict)
     vad_engine: str = "silero"
 
+    # Silero instances are reused across calls: building one per call grew native memory by ~1-3 MB a
+    # call over a 1,000-call soak, while a reset instance stays flat.
+    _idle_vads: list[VoiceActivityDetector] = field(default_factory=list, repr=False)
+    _vad_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
     def new_vad(self) -> VoiceActivityDetector:
+        with self._vad_lock:
+            if self._idle_vads:
+                return self._idle_vads.pop()
         return SileroGatedVad(WebRtcVad(mode=3)) if self.vad_engine == "silero" else WebRtcVad(mode=3)
+
+    def release_vad(self, vad: VoiceActivityDetector) -> None:
+        vad.reset()
+        with self._vad_lock:
+            if vad not in self._idle_vads:
+                self._idle_vads.append(vad)
 
     def new_segmenter(self) -> SpeechSegmenter:
         return SpeechSegmenter(self.new_vad(), self.min_speech_ms, self.endpoint_silence_ms)
+
+    def release_segmenter(self, segmenter: SpeechSegmenter) -> None:
+        """Return the segmenter's VAD for reuse (call once the lane that used it has stopped)."""
+        self.release_vad(segmenter.vad)
 
     def start(self) -> None:
         """Start warming both pools in the background (call from the app's lifespan)."""

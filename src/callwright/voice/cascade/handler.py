@@ -42,7 +42,7 @@ from callwright.voice.cascade.recognition import RecognitionLane, Utterance
 log = logging.getLogger("callwright.cascade")
 
 DTMF_INTER_DIGIT_SECONDS = 2.0
-BACKCHANNEL_MAX_VOICED_MS = 900
+BACKCHANNEL_MAX_SPEECH_MS = 900
 
 
 @dataclass
@@ -85,6 +85,7 @@ class SpeechCascadeHandler:
         self._tts: Synthesizer | None = None
         self.playback = Playback(transport)
         self._lane: RecognitionLane | None = None
+        self._segmenter: Any = None
         self._turns: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._turn_loop_task: asyncio.Task[None] | None = None
         self._turn_task: asyncio.Task[None] | None = None
@@ -117,10 +118,11 @@ class SpeechCascadeHandler:
             return
         self.orchestrator = self._orchestrator_override or self._st.orchestrator_factory(self._record)
         self.playback.start()
+        self._segmenter = self._engines.new_segmenter()
         self._lane = RecognitionLane(
             call_id=self._record.call_connection_id,
             recognizer=self._stt,
-            segmenter=self._engines.new_segmenter(),
+            segmenter=self._segmenter,
             loop=loop,
             agent_audible=lambda: self.playback.audible,
             on_onset=self._on_onset,
@@ -190,6 +192,8 @@ class SpeechCascadeHandler:
             joined = await asyncio.get_running_loop().run_in_executor(None, self._lane.join, 1.0)
             if not joined:
                 log.error("recognition lane did not stop within 1 s")
+            elif self._segmenter is not None:
+                self._engines.release_segmenter(self._segmenter)  # only once no thread uses it
         self._release_engines()
         if self.memo is not None:
             self.memo.persist_background(0)
@@ -396,9 +400,10 @@ class SpeechCascadeHandler:
         if barge is not None and abs(barge.onset_time - utt.onset_time) < 1e-6:
             self._barge = None
             if not barge.confirmed:
+                speech_ms = utt.speech_ms
                 not_an_interruption = (
-                    (not utt.text or is_backchannel(utt.text)) and utt.voiced_ms <= BACKCHANNEL_MAX_VOICED_MS
-                ) or is_short_non_interruption(utt.text, utt.voiced_ms)
+                    (not utt.text or is_backchannel(utt.text)) and speech_ms <= BACKCHANNEL_MAX_SPEECH_MS
+                ) or is_short_non_interruption(utt.text, speech_ms)
                 if not_an_interruption and self._reply is barge.reply:
                     log.info("not an interruption (%r); resuming the reply", utt.text)
                     self.playback.resume(restart_interrupted=True)
@@ -406,12 +411,12 @@ class SpeechCascadeHandler:
                     if self.memo is not None:
                         self.memo.record_metric("barge_in", outcome="resumed", heard=utt.text)
                     return
-                log.info("barge-in confirmed by %r (%d ms of speech)", utt.text, utt.voiced_ms)
+                log.info("barge-in confirmed by %r (%d ms of speech)", utt.text, utt.speech_ms)
                 self._confirm_barge_in(barge)
         if not utt.text:
             return
         if self._reply is not None and (
-            is_backchannel(utt.text) or (utt.during_agent_audio and is_short_non_interruption(utt.text, utt.voiced_ms))
+            is_backchannel(utt.text) or (utt.during_agent_audio and is_short_non_interruption(utt.text, utt.speech_ms))
         ):
             return  # an acknowledgement while the agent is busy: nothing to answer
         self._turns.put_nowait(("speech", utt))

@@ -19,17 +19,16 @@ _WORD = re.compile(r"[a-z']+")
 
 
 # Short words that do mean "stop talking" when said over the agent.
-INTERRUPT_WORDS = frozenset(
-    {"stop", "wait", "no", "nope", "hold", "hang", "sorry", "excuse", "hello", "hey", "agent", "person",
-     "operator", "human", "help", "what", "pardon", "repeat", "cancel"}
-)  # fmt: skip
+# Only words that mean "stop talking" by themselves: a phrase like "can I talk to an agent" takes longer
+# than the short sounds this applies to (the recogniser once heard "mm-hm" as "can an agent").
+INTERRUPT_WORDS = frozenset({"stop", "wait", "no", "nope", "hold", "sorry", "excuse", "pardon", "hello", "hey"})
 
 
-def is_short_non_interruption(text: str, voiced_ms: int, *, max_ms: int = 600) -> bool:
+def is_short_non_interruption(text: str, speech_ms: int, *, max_ms: int = 600) -> bool:
     """A brief sound over the agent whose words carry no request: most often a backchannel the
     recogniser mis-heard (a domain language model maps "uh-huh" onto in-domain words)."""
     words = _WORD.findall(text.lower().replace("-", " "))
-    if voiced_ms > max_ms or len(words) > 2:
+    if speech_ms > max_ms or len(words) > 3:
         return False
     return not any(w in INTERRUPT_WORDS for w in words)
 

@@ -37,6 +37,11 @@ class Utterance:
     timed_out: bool = False
     confidence: float | None = None
 
+    @property
+    def speech_ms(self) -> int:
+        """From the first voiced frame to the end of the last one (the endpointing silence excluded)."""
+        return max(0, round((self.speech_end_time - self.onset_time) * 1000))
+
 
 class RecognitionLane:
     def __init__(
