@@ -31,9 +31,17 @@ ensure_debian_packages() {
 }
 
 ensure_venv() {
-  if [[ ! -x $VENV/bin/python ]]; then
+  if [[ ! -x $VENV/bin/python || ! -x $VENV/bin/pip ]]; then
     log "creating $VENV with $PYTHON_BIN"
-    "$PYTHON_BIN" -m venv "$VENV"
+    rm -rf "$VENV"
+    if ! "$PYTHON_BIN" -m venv "$VENV" 2>/dev/null; then
+      # Debian and Ubuntu ship the venv module separately.
+      rm -rf "$VENV"
+      local ver
+      ver=$("$PYTHON_BIN" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+      ensure_debian_packages "python${ver}-venv" || ensure_debian_packages python3-venv
+      "$PYTHON_BIN" -m venv "$VENV"
+    fi
   fi
   # Reinstall only when the dependency list changed, so a second run starts at once.
   local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
