@@ -50,6 +50,20 @@ async def ensure_call(app_state: Any, call_connection_id: str, **defaults: Any) 
     return record
 
 
+async def _ensure_call_for_event(ctx: CallEventContext, **defaults: Any) -> CallRecord:
+    """The event's call; an outbound call placed by the API is recognised by the operation context it
+    carries, because its events can arrive before create_call has returned."""
+    st = ctx.app_state
+    op_ctx = ctx.event.operation_context
+    pending = st.pending_outbound.pop(op_ctx, None) if op_ctx else None
+    if pending:
+        defaults.update(direction="outbound", mode=pending["mode"], target=pending["target"])
+    record = await ensure_call(st, ctx.call_connection_id or "", **defaults)
+    if pending:
+        record.context.update(pending["context"])
+    return record
+
+
 async def handle_incoming_call(ctx: CallEventContext) -> None:
     st = ctx.app_state
     data = ctx.get_event_data()
@@ -77,18 +91,9 @@ async def handle_incoming_call(ctx: CallEventContext) -> None:
 async def handle_call_connected(ctx: CallEventContext) -> None:
     st = ctx.app_state
     data = ctx.get_event_data()
-    op_ctx = ctx.event.operation_context
-    pending = st.pending_outbound.pop(op_ctx, None) if op_ctx else None
-    outbound = {"direction": "outbound", "mode": pending["mode"], "target": pending["target"]} if pending else {}
-    record = await ensure_call(
-        st,
-        ctx.call_connection_id or "",
-        server_call_id=data.get("serverCallId"),
-        correlation_id=data.get("correlationId"),
-        **outbound,
+    record = await _ensure_call_for_event(
+        ctx, server_call_id=data.get("serverCallId"), correlation_id=data.get("correlationId")
     )
-    if pending:
-        record.context.update(pending["context"])
     record.state = "connected"
     record.connected_at = record.connected_at or time.time()
     memo = record.memo
@@ -223,11 +228,8 @@ async def handle_call_failed(ctx: CallEventContext) -> None:
         result.get("code"),
         result.get("subCode"),
     )
-    op_ctx = ctx.event.operation_context
-    pending = st.pending_outbound.pop(op_ctx, None) if op_ctx else None
-    outbound = {"direction": "outbound", "mode": pending["mode"], "target": pending["target"]} if pending else {}
     # The failure can arrive before create_call has returned: record the call so the API shows it failed.
-    record = await ensure_call(st, ctx.call_connection_id or "", **outbound)
+    record = await _ensure_call_for_event(ctx)
     if record.memo is not None:
         record.memo.set_context("call_state", "failed")
         await record.memo.final_persist()

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from callwright.acs.identifiers import display_number
 from callwright.agents.base import CallInfo, Orchestrator
 from callwright.agents.factory import build_orchestrator, load_scenario
 from callwright.agents.scenario import ScenarioError
@@ -58,8 +59,8 @@ async def setup_media(
         memo = record.memo
         info = CallInfo(
             call_connection_id=record.call_connection_id,
-            caller=record.caller[2:] if record.caller and record.caller.startswith("4:") else record.caller,
-            callee=record.target[2:] if record.target and record.target.startswith("4:") else record.target,
+            caller=display_number(record.caller),
+            callee=display_number(record.target),
             direction=record.direction,
             context=dict(memo.context) if memo is not None else {},
         )

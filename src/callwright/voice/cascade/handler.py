@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from callwright.acs.media import FRAME_MS, AudioData, AudioMetadata, frame_bytes
+from callwright.acs.media import AudioData, AudioMetadata
 from callwright.agents.base import Handoff, HangUp, Orchestrator, TextChunk, ToolInvoked, Transfer, Turn
 from callwright.logs import call_scope
 from callwright.sessions.registry import CallRecord
@@ -214,17 +214,11 @@ class SpeechCascadeHandler:
 
     async def _refuse(self) -> None:
         """At capacity: a short apology, then hang up — never silence."""
-        pcm = getattr(self._st, "apology_pcm", b"")
-        step = frame_bytes(self._transport.sample_rate)
-        start = time.monotonic()
-        for i in range(0, len(pcm), step):
-            if self._transport.closed:
-                return
-            await self._transport.send_audio(pcm[i : i + step].ljust(step, b"\0"))
-            delay = start + (i // step) * FRAME_MS / 1000 - 0.06 - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        await asyncio.sleep(len(pcm) / 2 / self._transport.sample_rate - (time.monotonic() - start) + 0.1)
+        self.playback.start()
+        apology = self.playback.new_segment("apology")
+        self.playback.append(apology, getattr(self._st, "apology_pcm", b""))
+        self.playback.finish(apology)
+        await self.playback.wait_played()
         await self._hang_up("at capacity")
 
     # --- the turn lane ----------------------------------------------------------------------------
