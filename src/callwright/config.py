@@ -84,6 +84,18 @@ class Settings(BaseSettings):
     pool_acquire_timeout: float = Field(2.0, ge=0)
     barge_in_min_speech_ms: int = Field(80, ge=20, description="voiced time before barge-in fires")
     endpoint_silence_ms: int = Field(300, ge=60, description="silence that ends a caller utterance")
+    playback_lead_ms: int = Field(
+        60, ge=20, le=200, description="agent audio sent ahead of real time: less stops faster, more rides out stalls"
+    )
+    barge_in_stop_audio: Literal["confirmed", "onset"] = Field(
+        "confirmed",
+        description="confirmed = pause playback on voice onset, send StopAudio once the sound is a real "
+        "interruption (backchannels draw none); onset = StopAudio on voice onset (for a media path that "
+        "buffers more than the ~60 ms playback keeps ahead)",
+    )
+    barge_in_confirm_ms: int = Field(
+        700, ge=100, description="speech over the agent longer than this is an interruption, whatever its words"
+    )
 
     # --- agents -----------------------------------------------------------------------------------
     agent_engine: Literal["scenario", "llm"] = "scenario"

@@ -81,7 +81,13 @@ class Metrics:
         )
         self.barge_in_execute_seconds = Histogram(
             "callwright_barge_in_execute_seconds",
-            "Barge-in decision → StopAudio sent",
+            "Barge-in decision → agent audio paused",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.barge_in_stop_audio_seconds = Histogram(
+            "callwright_barge_in_stop_audio_seconds",
+            "Caller voice onset → StopAudio sent (at the confirmed interruption unless BARGE_IN_STOP_AUDIO=onset)",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

@@ -31,7 +31,14 @@ def test_response_latencies_skip_turns_where_the_agent_was_still_talking() -> No
 def test_barge_ins_count_only_interruptions_of_audible_agent_audio() -> None:
     report = {
         "barge_ins": [
-            {"agent_playing_at_onset": True, "scripted": True, "stopped": True, "latency_ms": 90.0, "leaked_ms": 0.0},
+            {
+                "agent_playing_at_onset": True,
+                "scripted": True,
+                "stopped": True,
+                "silenced_ms": 110.0,
+                "latency_ms": 90.0,
+                "leaked_ms": 0.0,
+            },
             {
                 "agent_playing_at_onset": True,
                 "scripted": False,
@@ -44,6 +51,7 @@ def test_barge_ins_count_only_interruptions_of_audible_agent_audio() -> None:
     }
     fig = barge_in_figures([report])
     assert fig["latency"]["n"] == 1 and fig["missed"] == 1 and fig["leaked_ms_total"] == 40.0
+    assert fig["silenced"]["n"] == 1 and fig["silenced"]["p50"] == 110.0
 
 
 def test_probe_that_stopped_the_agent_counts_and_resumption_is_seen() -> None:

@@ -26,7 +26,13 @@ def frames(pcm: bytes) -> list[bytes]:
 
 
 async def _run_lane(
-    audio: bytes, *, max_seconds: float, phrases: list[str], frame_interval: float = 0.0005
+    audio: bytes,
+    *,
+    max_seconds: float,
+    phrases: list[str],
+    frame_interval: float = 0.0005,
+    agent_audible: bool = False,
+    sustained: list[float] | None = None,
 ) -> list[Utterance]:
     loop = asyncio.get_running_loop()
     got: list[Utterance] = []
@@ -44,11 +50,13 @@ async def _run_lane(
         recognizer=PocketsphinxRecognizer(Lexicon()),
         segmenter=SpeechSegmenter(SileroGatedVad(), 120, 300),
         loop=loop,
-        agent_audible=lambda: False,
+        agent_audible=lambda: agent_audible,
         on_onset=onset,
         on_partial=lambda text: None,
         on_utterance=utterance,
         max_utterance_seconds=max_seconds,
+        on_sustained_speech=(sustained.append if sustained is not None else None),
+        sustained_speech_seconds=0.7,
     )
     lane.bias(phrases)
     lane.start()
@@ -79,6 +87,68 @@ async def test_stt_processing_timeout_finalises_a_runaway_utterance():
                           frame_interval=0.02)  # fmt: skip
     assert got[0].timed_out
     assert time.monotonic() - start < 30
+
+
+async def test_speech_over_the_agent_outlasting_a_backchannel_is_reported_once_and_a_backchannel_is_not():
+    phrases = ["what are your opening hours", "uh huh"]
+    sustained: list[float] = []
+    [utt] = await _run_lane(wav("hours.wav") + bytes(640 * 30), max_seconds=30, phrases=phrases,
+                            frame_interval=0.02, agent_audible=True, sustained=sustained)  # fmt: skip
+    assert utt.during_agent_audio
+    assert sustained == [utt.onset_time]
+    sustained.clear()
+    [utt] = await _run_lane(wav("uh_huh.wav") + bytes(640 * 30), max_seconds=30, phrases=phrases,
+                            frame_interval=0.02, agent_audible=True, sustained=sustained)  # fmt: skip
+    assert utt.speech_ms < 700
+    assert sustained == []
+
+
+async def _hints_for(audio: bytes) -> tuple[list[tuple[str, float]], list[Utterance]]:
+    """Feed ``audio`` at real time over an audible agent; return the hints/onsets seen, in order."""
+    loop = asyncio.get_running_loop()
+    seen: list[tuple[str, float]] = []
+    got: list[Utterance] = []
+
+    async def onset(t: float, detected: float) -> None:
+        seen.append(("onset", time.monotonic()))
+
+    lane = RecognitionLane(
+        call_id="hint-test",
+        recognizer=PocketsphinxRecognizer(Lexicon()),
+        segmenter=SpeechSegmenter(SileroGatedVad(), 80, 300),
+        loop=loop,
+        agent_audible=lambda: True,
+        on_onset=onset,
+        on_partial=lambda text: None,
+        on_utterance=got.append,
+        max_utterance_seconds=30,
+        on_voice_hint=lambda voiced: seen.append(("hold" if voiced else "release", time.monotonic())),
+    )
+    lane.start()
+    try:
+        for f in frames(audio + bytes(640 * 30)):
+            lane.feed(f)
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+    finally:
+        lane.stop()
+        assert await loop.run_in_executor(None, lane.join, 5.0)
+    return seen, got
+
+
+async def test_a_hold_comes_before_onset_for_speech_and_is_always_let_go_for_other_sounds():
+    seen, got = await _hints_for(wav("uh_huh.wav"))
+    kinds = [k for k, _ in seen]
+    assert kinds[:2] == ["hold", "onset"], kinds  # the onset handler takes the hold over
+    assert len(got) == 1
+    for sound in ("click.wav", "noise_burst.wav"):
+        seen, got = await _hints_for(wav(sound))
+        kinds = [k for k, _ in seen]
+        assert "onset" not in kinds and got == [], (sound, kinds)
+        # Every hold was let go within HOLD_FRAMES (+ scheduling slack), so the agent carries on.
+        assert kinds == ["hold", "release"] * (len(kinds) // 2), (sound, kinds)
+        for (_, held), (_, released) in zip(seen[::2], seen[1::2], strict=True):
+            assert released - held < 0.5
 
 
 class _Sink:
@@ -116,6 +186,29 @@ async def test_playback_is_paced_and_knows_what_was_heard():
     heard, full = heard_text([seg])
     assert full.startswith("one two") and heard and len(heard.split()) < 10
     assert full.startswith(heard)
+
+
+async def test_pause_without_stop_audio_lets_the_sent_frames_play_and_resume_restarts_the_sentence():
+    sink = _Sink()
+    playback = Playback(sink, lead_ms=60)
+    playback.start()
+    seg = playback.new_segment("one two three four five six seven eight nine ten")
+    playback.append(seg, bytes(640 * 50))
+    playback.finish(seg)
+    await asyncio.sleep(0.4)
+    quiet_from = playback.pause(flush=False)
+    sent_by_pause = len(sink.sent)
+    assert not playback.audible
+    await asyncio.sleep(0.15)
+    # Nothing more was sent, and every frame already sent counts as heard once its play time passed.
+    assert len(sink.sent) == sent_by_pause
+    assert quiet_from > time.monotonic() - 0.15
+    playback.resume(restart_interrupted=True)
+    await playback.wait_played()
+    await playback.close()
+    # The sentence was played again from its start: the whole second plus the part before the pause.
+    assert len(sink.sent) == sent_by_pause + 50
+    assert heard_text([seg])[0] == seg.text
 
 
 def test_backchannel_and_short_sounds():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from callwright.emulator.phone import build_phone_from_script
+from callwright.localstack import local_stack
 
 from .conftest import history, lane_threads
 
@@ -27,9 +28,11 @@ async def test_barge_in_stops_the_agent_and_keeps_only_what_was_heard(stack):
     report = await stack.call(BARGE_IN)
     assert report["ok"], report.get("error")
     [barge] = report["barge_ins"]
+    # The caller heard the agent stop (playback paused on voice onset), then StopAudio confirmed it.
+    assert 0 < barge["silenced_ms"] < 1000
     assert barge["stopped"] is True
     assert barge["leaked_ms"] == 0
-    assert 0 < barge["latency_ms"] < 1000
+    assert 0 < barge["latency_ms"] < 2000
     entries = history(stack, report["call_id"])
     interrupted = [m for m in entries if m.get("interrupted")]
     assert len(interrupted) == 1
@@ -65,15 +68,29 @@ async def test_noise_clicks_and_backchannels_do_not_cut_the_reply(stack):
     probes = report["false_barge_in_probes"]
     assert len(probes) == 3
     by_kind = {p.get("kind", p.get("source", str(i))): p for i, p in enumerate(probes)}
-    # A click and a noise burst never reach the recogniser: no StopAudio at all.
-    assert not probes[0]["stopped"], probes[0]
-    assert not probes[1]["stopped"], probes[1]
+    # A click and a noise burst never reach the recogniser; the agent pauses for the "uh-huh" and resumes:
+    # no StopAudio for any of them.
+    assert [p["stopped"] for p in probes] == [False, False, False], probes
     # The reply completed: stored whole, not as interrupted, and no caller turn was invented.
     entries = history(stack, report["call_id"])
     replies = [m for m in entries if m["role"] == "assistant"]
     assert replies[-1]["content"].startswith("We're open Monday to Friday")
     assert not any(m.get("interrupted") for m in replies), by_kind
     assert [m["content"] for m in entries if m["role"] == "user"] == ["what are your opening hours"]
+
+
+async def test_stop_audio_at_onset_still_resumes_after_a_backchannel():
+    """BARGE_IN_STOP_AUDIO=onset: the "uh-huh" draws a StopAudio at once, and the reply still completes."""
+    async with local_stack(barge_in_stop_audio="onset", stt_pool_warm=1, tts_pool_warm=1) as stack:
+        report = await stack.call(FALSE_BARGE_INS)
+        assert report["ok"], report.get("error")
+        probes = report["false_barge_in_probes"]
+        assert [p["stopped"] for p in probes] == [False, False, True], probes
+        entries = history(stack, report["call_id"])
+        replies = [m for m in entries if m["role"] == "assistant"]
+        assert replies[-1]["content"].startswith("We're open Monday to Friday")
+        assert not any(m.get("interrupted") for m in replies)
+        assert [m["content"] for m in entries if m["role"] == "user"] == ["what are your opening hours"]
 
 
 DROP = """

@@ -15,10 +15,11 @@ _LABELS = {
     "response_p50_ms": "response latency p50 (embedded)",
     "response_p95_ms": "response latency p95 (embedded)",
     "server_overhead_p95_ms": "server overhead p95 (instant engines, after endpointing)",
-    "barge_in_p50_ms": "barge-in → StopAudio p50",
-    "barge_in_p95_ms": "barge-in → StopAudio p95",
+    "barge_in_p50_ms": "barge-in → agent silent at the caller's ear p50",
+    "barge_in_p95_ms": "barge-in → agent silent at the caller's ear p95",
+    "barge_in_stop_audio_p95_ms": "barge-in → StopAudio p95 (sent once confirmed)",
     "leaked_ms": "agent audio after StopAudio (total)",
-    "false_barge_in_pct": "false barge-ins (%)",
+    "false_barge_in_pct": "false barge-ins: probes drawing StopAudio (%)",
     "concurrent_calls_embedded": "concurrent calls, embedded",
     "concurrent_calls_instant": "concurrent calls, instant",
     "rss_mb_per_call": "RSS MB per call (embedded, at max)",
@@ -83,8 +84,8 @@ def render_table(console: Console, result: dict[str, Any]) -> None:
     console.print(t)
     fb = result["false_barge_ins"]
     console.print(f"probes: {fb['played']} played during agent speech, {fb['stopped']} drew StopAudio, "
-                  f"{fb['resumed_after_stop']} of those resumed the sentence, {fb.get('taken_as_turns', '–')} "
-                  "were answered as caller turns", highlight=False)  # fmt: skip
+                  f"{fb.get('paused_and_resumed', '–')} paused the agent, which re-spoke the sentence, "
+                  f"{fb.get('taken_as_turns', '–')} were answered as caller turns", highlight=False)  # fmt: skip
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -105,14 +106,17 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {_LABELS.get(key, key)} | {value} | {_fmt(row['target'])} | {_met(row['met'])} |")
     lines += ["", "## Details", ""]
     rl, bl, so = result["response_latency_ms"], result["barge_in_latency_ms"], result["server_overhead_ms"]
+    bs = result.get("barge_in_stop_audio_ms") or {}
     ir, ib = result["instant_response_latency_ms"], result["instant_barge_in_latency_ms"]
     sb = result["server_overhead_barge_in_ms"]
     fb = result["false_barge_ins"]
     lines += [
         f"- response latency (embedded): p50 {_fmt(rl['p50'])} ms, p95 {_fmt(rl['p95'])} ms over {rl['n']} turns",
-        f"- barge-in latency (embedded): p50 {_fmt(bl['p50'])} ms, p95 {_fmt(bl['p95'])} ms over {bl['n']} "
-        f"interruptions ({result['barge_in_missed']} without StopAudio); leaked {_fmt(result['leaked_ms'])} ms "
-        f"total, {_fmt(result['leaked_ms_max'])} ms worst",
+        f"- barge-in (embedded), voice onset → agent silent at the caller's ear: p50 {_fmt(bl['p50'])} ms, "
+        f"p95 {_fmt(bl['p95'])} ms over {bl['n']} interruptions; → StopAudio received "
+        f"(BARGE_IN_STOP_AUDIO={result.get('barge_in_stop_audio_mode', 'onset')}): p50 {_fmt(bs.get('p50'))} ms, "
+        f"p95 {_fmt(bs.get('p95'))} ms ({result['barge_in_missed']} without StopAudio); leaked "
+        f"{_fmt(result['leaked_ms'])} ms total, {_fmt(result['leaked_ms_max'])} ms worst",
         f"- instant engines at the ear: response p50 {_fmt(ir['p50'])} ms, p95 {_fmt(ir['p95'])} ms over {ir['n']} "
         f"turns; barge-in p50 {_fmt(ib['p50'])} ms, p95 {_fmt(ib['p95'])} ms",
         f"- server overhead (the above less the server's own decision wait on each utterance's audio — "
@@ -120,7 +124,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['barge_in_min_speech_ms']:g} — replayed offline): response p50 {_fmt(so['p50'])} ms, "
         f"p95 {_fmt(so['p95'])} ms; barge-in p50 {_fmt(sb['p50'])} ms, p95 {_fmt(sb['p95'])} ms",
         f"- false barge-ins: {fb['stopped']} of {fb['played']} probes drew StopAudio; "
-        f"{fb['resumed_after_stop']} of them resumed the interrupted sentence, "
+        f"{fb.get('paused_and_resumed', '–')} paused the agent, which then re-spoke the interrupted sentence; "
         f"{fb.get('taken_as_turns', '–')} were heard as words and answered as caller turns",
         "",
         "| probe | played | StopAudio | agent audible again within 3 s |",

@@ -115,6 +115,20 @@ def server_timings(metrics_text: str) -> dict[str, float]:
     return out
 
 
+def counter_value(metrics_text: str, name: str, **labels: str) -> float:
+    """One sample of a counter the server exports (0 when it has not been touched)."""
+    for fam in text_string_to_metric_families(metrics_text):
+        for sample in fam.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+async def _resumed_count(stack: SplitStack) -> float:
+    resp = await stack.http.get(f"{stack.url}/metrics")
+    return counter_value(resp.text, "callwright_barge_ins_total", outcome="resumed")
+
+
 async def _metrics(stack: SplitStack) -> dict[str, float]:
     with contextlib.suppress(Exception):
         resp = await stack.http.get(f"{stack.url}/metrics")
@@ -305,13 +319,18 @@ async def run_bench(plan: BenchPlan, note: Note, *, log_dir: Path | None = None)
         barge = barge_in_figures(reports)
         probe_texts = [scripts.probes(plan.probe_replies, plan.probes_per_reply, offset=i * 3)
                        for i in range(plan.probe_calls)]  # fmt: skip
+        resumed_before = await _resumed_count(stack)
         probe_reports = await _sequential(stack, probe_texts, note, "false barge-in probes", log_dir / "probes")
-        out["barge_in_latency_ms"] = barge["latency"]
+        resumed_by_probes = int(await _resumed_count(stack) - resumed_before)
+        out["barge_in_latency_ms"] = barge["silenced"]
+        out["barge_in_stop_audio_ms"] = barge["latency"]
+        out["barge_in_stop_audio_mode"] = Settings(_env_file=None).barge_in_stop_audio  # type: ignore[call-arg]
         out["barge_in_missed"] = barge["missed"]
         out["leaked_ms"] = barge["leaked_ms_total"]
         out["leaked_ms_max"] = barge["leaked_ms_max"]
         taken = probes_taken_as_turns((r.get("server_view") for r in probe_reports), scripts.QUESTIONS)
         probes = with_turns_taken(probe_figures(probe_reports), taken)
+        probes["paused_and_resumed"] = resumed_by_probes
         out["false_barge_in_rate"] = probes["rate"]
         out["false_barge_in_not_resumed_rate"] = probes["not_resumed_rate"]
         out["false_barge_ins"] = probes
@@ -353,6 +372,7 @@ def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "server_overhead_p95_ms": row(r["server_overhead_ms"]["p95"], 20),
         "barge_in_p50_ms": row(r["barge_in_latency_ms"]["p50"], 100),
         "barge_in_p95_ms": row(r["barge_in_latency_ms"]["p95"], 150),
+        "barge_in_stop_audio_p95_ms": row(r["barge_in_stop_audio_ms"]["p95"], 150),
         "leaked_ms": row(r["leaked_ms"], 0),
         "false_barge_in_pct": row(None if r["false_barge_in_rate"] is None else r["false_barge_in_rate"] * 100, 2),
         # A ramp that never failed (the quick plan stops early) shows a lower bound, not a limit.

@@ -27,7 +27,7 @@ PROBES: tuple[dict[str, object], ...] = (
     {"text": "uh-huh", "probe": True},
     {"noise": "white", "ms": 150, "db": -30},
     {"text": "okay", "probe": True},
-    {"text": "mm-hm", "probe": True},
+    {"text": "umhum", "probe": True},  # flite spells "mm-hm" out as the letters M M H M
     {"text": "yeah", "probe": True},
 )
 

@@ -36,7 +36,9 @@ def response_latencies(reports: Iterable[dict[str, Any]]) -> list[float]:
 
 
 def barge_in_figures(reports: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """``silenced``: onset → agent audio gone at the caller's ear; ``latency``: onset → StopAudio."""
     latencies: list[float] = []
+    silenced: list[float] = []
     leaked: list[float] = []
     missed = 0
     for r in reports:
@@ -45,12 +47,15 @@ def barge_in_figures(reports: Iterable[dict[str, Any]]) -> dict[str, Any]:
                 continue
             if not b.get("agent_playing_at_onset"):
                 continue  # a scripted barge-in that found the agent already silent measures nothing
+            if b.get("silenced_ms") is not None:
+                silenced.append(float(b["silenced_ms"]))
             if b.get("stopped") and b.get("latency_ms") is not None:
                 latencies.append(float(b["latency_ms"]))
             else:
                 missed += 1
             leaked.append(float(b.get("leaked_ms") or 0.0))
     return {
+        "silenced": p50_p95(silenced),
         "latency": p50_p95(latencies),
         "missed": missed,
         "leaked_ms_total": round(sum(leaked), 1),

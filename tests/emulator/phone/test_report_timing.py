@@ -70,6 +70,12 @@ steps:
     assert b["stopped"] and b["scripted"] and b["agent_playing_at_onset"]
     assert abs(b["latency_ms"] - stop_after_ms) <= TOLERANCE_MS, b
     assert abs(b["leaked_ms"] - leak_ms) <= 40, b
+    # At the caller's ear the agent fell silent when the FIFO was flushed (the frame playing then ends),
+    # or only after the audio sent past the StopAudio.
+    if leak_ms == 0:
+        assert 0 <= b["silenced_ms"] - stop_after_ms <= TOLERANCE_MS + 20, b
+    else:
+        assert b["silenced_ms"] >= stop_after_ms + leak_ms - 40, b
     # The barge-in started ~600 ms into the agent's speech as heard.
     [agent] = [e for e in report["transcript"] if e["speaker"] == "agent"][:1]
     assert abs(b["onset_ms"] - agent["start_ms"] - 600) <= 40, (b, agent)

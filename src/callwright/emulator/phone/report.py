@@ -6,10 +6,12 @@ Definitions (all times are the phone's monotonic clock at the wire, reported in 
 - ``response_latency_ms``: utterance end → the first voiced agent frame *received* after it (before the
   caller's next utterance); ``agent_speaking_at_end`` flags turns where the agent was still audible in
   the last 200 ms of the caller's turn, whose figure is not a response time (benchmarks skip them);
-- ``barge_ins[].latency_ms``: onset of caller speech that began while agent audio was playing (or a
-  ``barge_in`` step) → StopAudio received; ``leaked_ms``: voiced agent audio received after that
-  StopAudio while the caller was still talking (without StopAudio: all agent audio received during the
-  caller's speech);
+- ``barge_ins[].silenced_ms``: onset of caller speech that began while agent audio was playing (or a
+  ``barge_in`` step) → the end of the last voiced agent frame played at the caller's ear while the
+  caller was talking — when the caller hears the agent stop, whatever stopped it;
+  ``latency_ms``: the same onset → StopAudio received; ``leaked_ms``: voiced agent audio received after
+  that StopAudio while the caller was still talking (without StopAudio: all agent audio received during
+  the caller's speech);
 - ``false_barge_in_probes``: each noise/click/backchannel probe, and whether StopAudio came within 1 s;
 - ``gaps``: the playout FIFO ran dry between two voiced frames of one agent utterance (≤ 1 s apart, no
   StopAudio and no caller turn in between).
@@ -17,6 +19,7 @@ Definitions (all times are the phone's monotonic clock at the wire, reported in 
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +94,15 @@ def _voiced_rx_ms(tl: Timeline, after: float, until: float) -> float:
     return sum(TICK_S * 1000 for t, v in tl.rx_frames if v and after < t <= until)
 
 
+def _silenced_ms(tl: Timeline, onset_t: float, end_t: float) -> float:
+    first = bisect.bisect_left(tl.tick_t, onset_t)
+    last = bisect.bisect_right(tl.tick_t, end_t)
+    voiced = [i for i in range(first, min(last, len(tl.agent_state))) if tl.agent_state[i] == PLAYED_VOICED]
+    if not voiced:
+        return 0.0
+    return round(max(0.0, (tl.tick_t[voiced[-1]] + TICK_S - onset_t) * 1000), 1)
+
+
 def _barge_ins(tl: Timeline, utts: list[CallerUtterance]) -> list[dict[str, Any]]:
     out = []
     for u in utts:
@@ -111,6 +123,7 @@ def _barge_ins(tl: Timeline, utts: list[CallerUtterance]) -> list[dict[str, Any]
                 "onset_ms": _ms(tl, u.onset_t),
                 "stop_audio_ms": _ms(tl, stop),
                 "stopped": stop is not None,
+                "silenced_ms": _silenced_ms(tl, u.onset_t, u.end_t),
                 "latency_ms": None if stop is None else round((stop - u.onset_t) * 1000, 1),
                 "leaked_ms": round(leaked, 1),
             }

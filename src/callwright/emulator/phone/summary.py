@@ -48,10 +48,12 @@ def render_report(console: Console, report: dict[str, Any]) -> None:
     if barge:
         t = Table(title="Barge-ins", title_justify="left")
         t.add_column("caller", overflow="fold")
+        t.add_column("agent silent after", justify="right")
         t.add_column("StopAudio after", justify="right")
         t.add_column("leaked", justify="right")
         for b in barge:
-            t.add_row(b.get("caller", ""), _ms(b.get("latency_ms")) if b.get("stopped") else "[red]never[/]",
+            t.add_row(b.get("caller", ""), _ms(b.get("silenced_ms")),
+                      _ms(b.get("latency_ms")) if b.get("stopped") else "[red]never[/]",
                       _ms(b.get("leaked_ms")))  # fmt: skip
         console.print(t)
 
@@ -60,7 +62,7 @@ def render_report(console: Console, report: dict[str, Any]) -> None:
         t = Table(title="False barge-in probes", title_justify="left")
         t.add_column("probe")
         t.add_column("during agent speech")
-        t.add_column("agent stopped")
+        t.add_column("StopAudio")
         for p in probes:
             stopped = f"[red]yes[/] ({_ms(p.get('stop_latency_ms'))})" if p.get("stopped") else "[green]no[/]"
             t.add_row(p.get("caller", p.get("kind", "")), "yes" if p.get("during_agent_speech") else "no", stopped)

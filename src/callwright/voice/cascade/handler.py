@@ -6,11 +6,14 @@
    overlaps playback of this one, so there are no gaps between sentences.
 3. The event loop: WebSocket I/O (the media endpoint), paced playback, barge-in execution, cleanup.
 
-Barge-in happens in two steps. On voice onset while the agent is audible, playback pauses and
-StopAudio goes out at once (the caller hears the agent stop within ~150 ms of starting to speak). When
-the utterance is recognised it is either confirmed — the turn is cancelled and the reply is stored in
-history as heard, marked interrupted — or, for a backchannel or noise, the agent resumes by re-speaking
-the interrupted sentence.
+Barge-in happens in two steps. On voice onset while the agent is audible, playback pauses: playback runs
+only ~60 ms ahead of the caller's ear, so the caller hears the agent stop within ~150 ms of starting to
+speak without any StopAudio. The sound is then either confirmed as an interruption — it outlasts any
+backchannel (``BARGE_IN_CONFIRM_MS``), or its words are a request — and StopAudio goes out, the turn is
+cancelled and the reply is stored in history as heard, marked interrupted; or it turns out to be a
+backchannel or noise, and the agent resumes by re-speaking the interrupted sentence, with no StopAudio
+ever sent. ``BARGE_IN_STOP_AUDIO=onset`` sends StopAudio with the pause instead, for a media path that
+buffers more than playback keeps ahead; backchannels then cost a StopAudio too.
 """
 
 from __future__ import annotations
@@ -42,7 +45,10 @@ from callwright.voice.cascade.recognition import RecognitionLane, Utterance
 log = logging.getLogger("callwright.cascade")
 
 DTMF_INTER_DIGIT_SECONDS = 2.0
-BACKCHANNEL_MAX_SPEECH_MS = 900
+# Three recognised words over the agent are a request, unless they came implausibly fast (a domain
+# language model turns a hum into in-domain words).
+PARTIAL_CONFIRM_WORDS = 3
+PARTIAL_CONFIRM_MIN_SECONDS = 0.4
 
 
 @dataclass
@@ -59,9 +65,10 @@ class _Reply:
 class _PendingBargeIn:
     onset_time: float
     detected_at: float
-    stopped_at: float
+    paused_at: float
     reply: _Reply
     confirmed: bool = False
+    stop_audio_at: float | None = None
 
 
 class SpeechCascadeHandler:
@@ -83,7 +90,7 @@ class SpeechCascadeHandler:
         self.orchestrator: Orchestrator | None = None
         self._stt: Recognizer | None = None
         self._tts: Synthesizer | None = None
-        self.playback = Playback(transport)
+        self.playback = Playback(transport, lead_ms=self._settings.playback_lead_ms)
         self._lane: RecognitionLane | None = None
         self._segmenter: Any = None
         self._turns: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -129,6 +136,9 @@ class SpeechCascadeHandler:
             on_partial=self._on_partial,
             on_utterance=self._on_utterance,
             max_utterance_seconds=self._settings.stt_processing_timeout,
+            on_sustained_speech=self._on_sustained_speech,
+            sustained_speech_seconds=self._settings.barge_in_confirm_ms / 1000,
+            on_voice_hint=self._on_voice_hint,
         )
         self._lane.bias(self._phrases())
         self._lane.start()
@@ -153,9 +163,9 @@ class SpeechCascadeHandler:
         if reply is not None and self._barge is None and self.playback.audible:
             # A key press over a prompt is an unambiguous interruption, as on any IVR.
             now = time.monotonic()
-            self.playback.pause()
-            await self._transport.stop_audio()
-            self._confirm_barge_in(_PendingBargeIn(now, now, time.monotonic(), reply))
+            barge = _PendingBargeIn(now, now, self.playback.pause(flush=True), reply)
+            await self._send_stop_audio(barge)
+            self._confirm_barge_in(barge, "a key press")
         if self._dtmf_timer is not None:
             self._dtmf_timer.cancel()
         if tone == "#":
@@ -353,39 +363,77 @@ class SpeechCascadeHandler:
                 self.memo.record_metric("turn", kind=reply.kind, **m)
 
     # --- barge-in (on the event loop) -------------------------------------------------------------
+    def _on_voice_hint(self, voiced: bool) -> None:
+        if self._barge is not None or self._stopped:
+            return
+        if voiced and self._reply is not None and self.playback.audible:
+            self.playback.hold()
+        else:
+            self.playback.release()
+
     async def _on_onset(self, onset_time: float, detected_at: float) -> None:
         with call_scope(self._record.call_connection_id):
             reply = self._reply
             if self._stopped or reply is None or self._barge is not None or not self.playback.audible:
+                if self._barge is None:
+                    self.playback.release()
                 return
-            self.playback.pause()
-            await self._transport.stop_audio()
-            stopped = time.monotonic()
-            self._barge = _PendingBargeIn(onset_time, detected_at, stopped, reply)
+            stop_at_onset = self._settings.barge_in_stop_audio == "onset"
+            self.playback.pause(flush=stop_at_onset)
+            barge = self._barge = _PendingBargeIn(onset_time, detected_at, time.monotonic(), reply)
             self._metrics.barge_in_detect_seconds.observe(detected_at - onset_time)
-            self._metrics.barge_in_execute_seconds.observe(stopped - detected_at)
-            log.info("barge-in: StopAudio %.0f ms after voice onset", (stopped - onset_time) * 1000)
+            self._metrics.barge_in_execute_seconds.observe(barge.paused_at - detected_at)
+            log.info("barge-in: agent paused %.0f ms after voice onset", (barge.paused_at - onset_time) * 1000)
+            if stop_at_onset:
+                await self._send_stop_audio(barge)
+
+    async def _send_stop_audio(self, barge: _PendingBargeIn) -> None:
+        if barge.stop_audio_at is not None or self._transport.closed:
+            return
+        barge.stop_audio_at = time.monotonic()  # claimed before the await: sent once
+        await self._transport.stop_audio()
+        self._metrics.barge_in_stop_audio_seconds.observe(barge.stop_audio_at - barge.onset_time)
+        log.info("StopAudio sent %.0f ms after voice onset", (barge.stop_audio_at - barge.onset_time) * 1000)
 
     def _on_partial(self, text: str) -> None:
         barge = self._barge
         if barge is None or barge.confirmed:
             return
         words = [w for w in text.lower().split() if w]
-        if len(words) >= 3 and not is_backchannel(text):
-            self._confirm_barge_in(barge)
+        long_enough = time.monotonic() - barge.onset_time >= PARTIAL_CONFIRM_MIN_SECONDS
+        if len(words) >= PARTIAL_CONFIRM_WORDS and long_enough and not is_backchannel(text):
+            self._confirm_barge_in(barge, f"the words {text!r}")
 
-    def _confirm_barge_in(self, barge: _PendingBargeIn) -> None:
+    def _on_sustained_speech(self, onset_time: float) -> None:
+        barge = self._barge
+        if barge is not None and not barge.confirmed and abs(barge.onset_time - onset_time) < 1e-6:
+            self._confirm_barge_in(barge, f"speech past {self._settings.barge_in_confirm_ms} ms")
+
+    def _confirm_barge_in(self, barge: _PendingBargeIn, why: str) -> None:
+        if barge.confirmed:
+            return
         barge.confirmed = True
         if self._reply is barge.reply and self._turn_task is not None and not self._turn_task.done():
             self._record_interrupted(self.playback.clear(), reason="barge-in")
             self._reply = None
             self._turn_task.cancel()
-        self.playback.reopen()
+        self._spawn(self._stop_audio_then_reopen(barge))
         self._metrics.barge_ins_total.labels("confirmed").inc()
+        log.info("barge-in confirmed by %s", why)
         if self.memo is not None:
             self.memo.record_metric(
-                "barge_in", outcome="confirmed", stop_audio_ms=round((barge.stopped_at - barge.onset_time) * 1000)
+                "barge_in", outcome="confirmed", why=why, paused_ms=round((barge.paused_at - barge.onset_time) * 1000)
             )
+
+    async def _stop_audio_then_reopen(self, barge: _PendingBargeIn) -> None:
+        # Playback stays paused until StopAudio is out, so nothing new can slip in ahead of it.
+        try:
+            await self._send_stop_audio(barge)
+        except Exception as exc:
+            log.warning("StopAudio could not be sent: %s", exc)
+        finally:
+            if not self._stopped:
+                self.playback.reopen()
 
     def _on_utterance(self, utt: Utterance) -> None:
         if self._stopped:
@@ -396,17 +444,16 @@ class SpeechCascadeHandler:
             if not barge.confirmed:
                 speech_ms = utt.speech_ms
                 not_an_interruption = (
-                    (not utt.text or is_backchannel(utt.text)) and speech_ms <= BACKCHANNEL_MAX_SPEECH_MS
+                    (not utt.text or is_backchannel(utt.text)) and speech_ms <= self._settings.barge_in_confirm_ms
                 ) or is_short_non_interruption(utt.text, speech_ms)
                 if not_an_interruption and self._reply is barge.reply:
-                    log.info("not an interruption (%r); resuming the reply", utt.text)
+                    log.info("not an interruption (%r, %d ms); resuming the reply", utt.text, speech_ms)
                     self.playback.resume(restart_interrupted=True)
                     self._metrics.barge_ins_total.labels("resumed").inc()
                     if self.memo is not None:
                         self.memo.record_metric("barge_in", outcome="resumed", heard=utt.text)
                     return
-                log.info("barge-in confirmed by %r (%d ms of speech)", utt.text, utt.speech_ms)
-                self._confirm_barge_in(barge)
+                self._confirm_barge_in(barge, f"{utt.text!r} ({speech_ms} ms of speech)")
         if not utt.text:
             return
         if self._reply is not None and (

@@ -10,8 +10,8 @@ from callwright.voice.cascade.playback import Segment
 # Sounds callers make to show they are listening; during agent speech they are not an interruption.
 BACKCHANNELS = frozenset(
     {
-        "uh huh", "uh-huh", "mm hmm", "mhm", "mm", "hmm", "hm", "okay", "ok", "yeah", "yep", "right",
-        "sure", "alright", "all right", "i see", "got it", "uh", "um", "ah", "oh",
+        "uh huh", "uh-huh", "huh", "mm hmm", "mm hm", "mhm", "mm", "hmm", "hm", "um hum", "uh hum", "hum",
+        "okay", "ok", "yeah", "yep", "right", "sure", "alright", "all right", "i see", "got it", "uh", "um", "ah", "oh",
     }
 )  # fmt: skip
 BACKCHANNEL_PHRASES = ("uh huh", "okay", "mm hmm", "yeah", "right", "i see", "got it")

@@ -59,6 +59,7 @@ class Playback:
         self._idle = asyncio.Event()
         self._idle.set()
         self._paused = False
+        self._held = False
         self._task: asyncio.Task[None] | None = None
         self._next_play_at = 0.0  # monotonic time the next frame plays at the caller's end
         self._inflight: list[tuple[float, Segment, int]] = []  # (play end time, segment, bytes)
@@ -108,26 +109,46 @@ class Playback:
             await asyncio.sleep(FRAME_MS / 1000)
 
     # --- barge-in ---------------------------------------------------------------------------------
-    def pause(self) -> float:
-        """Stop feeding at once; returns the time from which nothing more is heard (now)."""
+    def hold(self) -> None:
+        """Stop sending for a moment, still counting as audible: the caller may be starting to speak.
+
+        The frames already sent keep playing for up to the lead, so a hold released within it is not
+        heard at all; one confirmed becomes a pause without having lost that time.
+        """
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._wake.set()
+
+    def pause(self, *, flush: bool = True) -> float:
+        """Stop feeding at once; returns when the last frame sent plays out at the caller's end.
+
+        ``flush`` says a StopAudio goes out with the pause: frames sent but not yet played are then
+        dropped by ACS, so they count as unheard. Without it they play out (at most the lead).
+        """
         now = time.monotonic()
         self._paused = True
+        self._held = False
         self._settle(now)
-        # Frames sent but not yet played are flushed by StopAudio: mark them unheard.
-        for _end, seg, nbytes in self._inflight:
-            seg.sent -= nbytes
-        self._inflight.clear()
-        self._next_play_at = now
-        return now
+        if flush:
+            for _end, seg, nbytes in self._inflight:
+                seg.sent -= nbytes
+            self._inflight.clear()
+            self._next_play_at = now
+        return max(now, self._next_play_at)
 
     def resume(self, *, restart_interrupted: bool = True) -> None:
         """Continue after a false barge-in; the interrupted segment is re-spoken from its start."""
+        self._settle(time.monotonic())
         if restart_interrupted:
             for seg in self._segments:
                 if not seg.fully_played and seg.played > 0:
+                    self._inflight = [item for item in self._inflight if item[1] is not seg]
                     seg.sent = seg.played = 0
                     break
-        self._paused = False
+        self._paused = self._held = False
         self._wake.set()
 
     def clear(self) -> list[Segment]:
@@ -146,7 +167,7 @@ class Playback:
         self._segments = [s for s in self._segments if id(s) not in drop]
 
     def reopen(self) -> None:
-        self._paused = False
+        self._paused = self._held = False
 
     # --- the pacing loop --------------------------------------------------------------------------
     def _pending_bytes(self) -> int:
@@ -175,7 +196,7 @@ class Playback:
         while True:
             now = time.monotonic()
             self._settle(now)
-            nxt = None if self._paused else self._next_frame()
+            nxt = None if self._paused or self._held else self._next_frame()
             if nxt is None:
                 if not self._paused and not self._inflight and all(s.fully_played for s in self._segments):
                     self._idle.set()
@@ -192,7 +213,7 @@ class Playback:
             send_at = self._next_play_at - self._lead
             if send_at > now:
                 await asyncio.sleep(send_at - now)
-                if self._paused:
+                if self._paused or self._held:
                     continue
             if len(chunk) < self._frame:
                 chunk = chunk + bytes(self._frame - len(chunk))

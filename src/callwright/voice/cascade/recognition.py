@@ -3,6 +3,11 @@
 It never touches the event loop directly. Voice onset while the agent is audible goes to the loop with
 ``run_coroutine_threadsafe`` (barge-in must not wait behind anything); partials and finals go with
 ``call_soon_threadsafe``. The media loop only drops frames into a thread-safe queue.
+
+Before onset is confirmed, the first voiced frame over the agent already asks the loop to *hold*
+playback (``on_voice_hint(True)``), and the hold is let go (``on_voice_hint(False)``) if no onset follows
+within ``HOLD_FRAMES``. The frames already sent cover a short hold, so a false one is not heard, while a
+true one takes the detection time off the barge-in.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from callwright.speech.base import Recognition, Recognizer
 from callwright.speech.vad import SpeechSegmenter
 
 log = logging.getLogger("callwright.cascade")
+
+HOLD_FRAMES = 5  # frames after the first voiced one for onset to confirm before a hold is let go
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +63,9 @@ class RecognitionLane:
         on_partial: Callable[[str], None],
         on_utterance: Callable[[Utterance], None],
         max_utterance_seconds: float,
+        on_sustained_speech: Callable[[float], None] | None = None,
+        sustained_speech_seconds: float = 0.7,
+        on_voice_hint: Callable[[bool], None] | None = None,
     ) -> None:
         self._call_id = call_id
         self._recognizer = recognizer
@@ -66,6 +76,9 @@ class RecognitionLane:
         self._on_partial = on_partial
         self._on_utterance = on_utterance
         self._max_utterance = max_utterance_seconds
+        self._on_sustained = on_sustained_speech
+        self._sustained_s = sustained_speech_seconds
+        self._on_voice_hint = on_voice_hint
         self._frames: queue.SimpleQueue[tuple[bytes, float] | None] = queue.SimpleQueue()
         self._commands: queue.SimpleQueue[Sequence[str]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"recognition:{call_id}", daemon=True)
@@ -117,6 +130,8 @@ class RecognitionLane:
         onset_time = 0.0
         voiced_frames = 0
         during_agent = False
+        sustained_told = False
+        held_for = -1  # frames since a hold was asked for; -1: no hold
         while not self._stopping:
             try:
                 item = self._frames.get(timeout=0.2)
@@ -129,13 +144,19 @@ class RecognitionLane:
             pcm, arrived = item
             self.frames_processed += 1
             event = self._segmenter.feed(pcm, now=arrived)
+            if event is None and not self._segmenter.in_speech and self._on_voice_hint is not None:
+                held_for = self._hint(held_for)
             if event is not None and event.kind == "onset":
                 onset_time = event.time
                 voiced_frames = len(event.preroll)
                 during_agent = self._agent_audible()
+                sustained_told = False
                 if during_agent:
-                    # Barge-in first: nothing else may delay it.
+                    # Barge-in first: nothing else may delay it. The onset handler takes over any hold.
                     asyncio.run_coroutine_threadsafe(self._on_onset(onset_time, time.monotonic()), self._loop)
+                elif held_for >= 0 and self._on_voice_hint is not None:
+                    self._post(self._on_voice_hint, False)
+                held_for = -1
                 self._recognizer.start_utterance()
                 for frame in event.preroll:
                     self._recognizer.push(frame)
@@ -145,6 +166,16 @@ class RecognitionLane:
                 partial = self._recognizer.push(pcm)
                 if partial is not None and partial.text:
                     self._post(self._on_partial, partial.text)
+                if (
+                    during_agent
+                    and not sustained_told
+                    and self._on_sustained is not None
+                    and self._segmenter.last_voiced
+                    and arrived - onset_time >= self._sustained_s
+                ):
+                    # Still talking over the agent after longer than any backchannel: an interruption.
+                    sustained_told = True
+                    self._post(self._on_sustained, onset_time)
                 if arrived - onset_time > self._max_utterance:
                     log.warning("utterance exceeded STT_PROCESSING_TIMEOUT (%.0fs); finalising", self._max_utterance)
                     final = self._recognizer.end_utterance()
@@ -155,6 +186,19 @@ class RecognitionLane:
                 final = self._recognizer.end_utterance()
                 self._finish(final, onset_time, event.time, voiced_frames, during_agent)
                 self._apply_commands()
+
+    def _hint(self, held_for: int) -> int:
+        """Ask for a hold on the first voiced frame over the agent; let it go if onset does not follow."""
+        assert self._on_voice_hint is not None
+        if held_for >= 0:
+            if held_for + 1 < HOLD_FRAMES:
+                return held_for + 1
+            self._post(self._on_voice_hint, False)
+            return -1
+        if self._segmenter.last_voiced and self._agent_audible():
+            self._post(self._on_voice_hint, True)
+            return 0
+        return -1
 
     def _finish(
         self,
