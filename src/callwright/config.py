@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     playback_lead_ms: int = Field(
         60, ge=20, le=200, description="agent audio sent ahead of real time: less stops faster, more rides out stalls"
     )
+    echo_guard: bool = Field(
+        True, description="ignore caller frames that are the agent's own audio coming back (handset/line echo)"
+    )
     barge_in_stop_audio: Literal["confirmed", "onset"] = Field(
         "confirmed",
         description="confirmed = pause playback on voice onset, send StopAudio once the sound is a real "

@@ -91,6 +91,11 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.echo_frames_rejected_total = Counter(
+            "callwright_echo_frames_rejected_total",
+            "Caller frames taken for the agent's own audio coming back (counted at call end)",
+            registry=r,
+        )
         self.barge_ins_total = Counter("callwright_barge_ins_total", "Barge-ins by outcome", ["outcome"], registry=r)
 
     def watch_pools(self, stats: Callable[[], dict[str, dict[str, Any]]]) -> None:

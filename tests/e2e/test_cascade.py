@@ -93,6 +93,43 @@ async def test_stop_audio_at_onset_still_resumes_after_a_backchannel():
         assert [m["content"] for m in entries if m["role"] == "user"] == ["what are your opening hours"]
 
 
+ECHO = """
+name: echo on the line
+direction: inbound
+from: "+15551230006"
+to: "+15550001000"
+timeout_s: 90
+echo: {db: -15, delay_ms: 120}
+steps:
+  - wait: {agent_done: 700, timeout_s: 30}
+  - say: "What are your opening hours?"
+  - wait: {agent_done: 1000, timeout_s: 30}
+  - say: "Where is your office?"
+  - barge_in: {at_ms: 1200, of: next, timeout_s: 30, say: "Sorry, what time do you close?"}
+  - wait: {agent_done: 1000, timeout_s: 30}
+  - hangup
+"""
+
+
+async def test_the_agents_own_echo_does_not_barge_in_but_the_caller_still_can(stack):
+    report = await stack.call(ECHO)
+    assert report["ok"], report.get("error")
+    entries = history(stack, report["call_id"])
+    replies = [m for m in entries if m["role"] == "assistant"]
+    # The greeting and the first answer played whole over their own echo; only the real barge-in cut one.
+    assert [bool(m.get("interrupted")) for m in replies] == [False, False, True, False], replies
+    assert replies[1]["content"].startswith("We're open Monday to Friday")
+    assert len(report["stop_audio_ms"]) == 1
+    [barge] = report["barge_ins"]
+    assert barge["stopped"] and barge["leaked_ms"] == 0
+    assert 0 < barge["silenced_ms"] < 1000
+    for _ in range(100):  # the count lands when the handler stops, just after the call ends
+        if stack.state.metrics.echo_frames_rejected_total._value.get() > 0:
+            break
+        await asyncio.sleep(0.05)
+    assert stack.state.metrics.echo_frames_rejected_total._value.get() > 0
+
+
 DROP = """
 name: drop
 direction: inbound

@@ -95,6 +95,9 @@ steps:
         ("name: x\nsteps: [{hangup: now}]", "step 1 (hangup): 'hangup' takes no value"),
         ("name: x\nsteps: [{say: hi, wait: 1}]", "step 1: a step must be a mapping with exactly one key"),
         ("name: [unclosed", "not valid YAML"),
+        ("name: x\necho: loud\nsteps: [hangup]", "echo: field 'echo' must be a mapping"),
+        ("name: x\necho: {db: 6}\nsteps: [hangup]", "echo: field 'db' must be a level at or below 0 dB"),
+        ("name: x\necho: {delay_ms: 5000}\nsteps: [hangup]", "echo: field 'delay_ms' must be a whole number"),
     ],
 )
 def test_invalid_scripts_name_step_and_field(body: str, message: str) -> None:
@@ -102,6 +105,12 @@ def test_invalid_scripts_name_step_and_field(body: str, message: str) -> None:
         parse_script(body)
     assert message in str(exc.value)
     assert "\n" not in str(exc.value).split(":", 1)[0]
+
+
+def test_echo_is_parsed_with_defaults() -> None:
+    assert parse_script("name: x\nsteps: [hangup]").echo is None
+    echo = parse_script("name: x\necho: {db: -25}\nsteps: [hangup]").echo
+    assert echo is not None and echo.db == -25.0 and echo.delay_ms == 100
 
 
 def test_load_script_missing_file(tmp_path: Path) -> None:

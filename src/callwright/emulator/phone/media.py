@@ -104,8 +104,13 @@ class MediaLink:
         sample_rate: int,
         participant_raw_id: str,
         on_agent_frame: Callable[[bytes, bool, float], None] | None = None,
+        echo_db: float | None = None,
+        echo_delay_ms: int = 0,
     ) -> None:
         self.sample_rate = sample_rate
+        # Line/handset echo: the agent's played audio returns on the uplink, attenuated and delayed.
+        self._echo_gain = None if echo_db is None else 10 ** (echo_db / 20)
+        self._echo_ticks = round(echo_delay_ms / (TICK_S * 1000))
         self.fb = frame_bytes(sample_rate)
         self.participant_raw_id = participant_raw_id
         self.timeline = Timeline(sample_rate=sample_rate)
@@ -234,8 +239,13 @@ class MediaLink:
             cur = None
             frame = bytes(fb)
         voiced = cur is not None and frame_is_voiced(frame)
+        silent = not voiced
+        if self._echo_gain is not None:
+            # On the wire the echo is sound like any other; the report still counts only the caller's voice.
+            frame = self._with_echo(frame, n)
+            silent = silent and not frame_is_voiced(frame)
         now = time.monotonic()
-        await self._ws.send(build_audio_data(frame, silent=not voiced, participant_raw_id=self.participant_raw_id))
+        await self._ws.send(build_audio_data(frame, silent=silent, participant_raw_id=self.participant_raw_id))
         tl.tick_t.append(now)
         tl.caller_pcm += frame
         tl.caller_voiced.append(voiced)
@@ -273,6 +283,19 @@ class MediaLink:
                 self.on_agent_frame(out, v, now)
         ev, self._tick_ev = self._tick_ev, asyncio.Event()
         ev.set()
+
+    def _with_echo(self, frame: bytes, n: int) -> bytes:
+        import numpy as np
+
+        assert self._echo_gain is not None
+        k = n - self._echo_ticks
+        if k < 0:
+            return frame
+        played = self.timeline.agent_pcm[k * self.fb : (k + 1) * self.fb]
+        if len(played) < self.fb:
+            return frame
+        echo = (np.frombuffer(played, dtype="<i2").astype(np.float32) * self._echo_gain).astype("<i2").tobytes()
+        return _mix(frame, echo)
 
     def _pop_fifo(self, now: float) -> bytes | None:
         fb = self.fb

@@ -94,7 +94,14 @@ class VirtualPhone:
     ) -> None:
         self._call = call
         self._ensure_prepared()
-        link = MediaLink(sample_rate=sample_rate, participant_raw_id=call.caller_raw_id, on_agent_frame=self._heard)
+        echo = self.script.echo
+        link = MediaLink(
+            sample_rate=sample_rate,
+            participant_raw_id=call.caller_raw_id,
+            on_agent_frame=self._heard,
+            echo_db=echo.db if echo else None,
+            echo_delay_ms=echo.delay_ms if echo else 0,
+        )
         await link.connect(transport_url, headers)  # raises: the emulator reports MediaStreamingFailed
         self.link = link
         if self.script.needs_live_stt:

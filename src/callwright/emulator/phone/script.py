@@ -104,6 +104,14 @@ class OutboundSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class EchoSpec:
+    """The handset/line echo: the agent's audio as played, back into the caller's uplink."""
+
+    db: float = -20.0  # echo level relative to the agent's audio
+    delay_ms: int = 100  # play → back on the uplink
+
+
+@dataclass(frozen=True, slots=True)
 class PhoneScript:
     name: str
     steps: tuple[Step, ...]
@@ -116,6 +124,7 @@ class PhoneScript:
     transcribe: bool = True
     seed: int = 0
     description: str = ""
+    echo: EchoSpec | None = None
 
     @property
     def needs_live_stt(self) -> bool:
@@ -282,7 +291,23 @@ def _parse_step(raw: Any, ctx: _Ctx, base_dir: Path | None) -> Step:
 
 
 _TOP = {"name", "description", "direction", "from", "to", "outbound", "steps", "timeout_s", "voice",
-        "transcribe", "seed"}  # fmt: skip
+        "transcribe", "seed", "echo"}  # fmt: skip
+
+
+def _parse_echo(raw: object, name: str) -> EchoSpec | None:
+    if raw is None:
+        return None
+    ctx = _Ctx(f"script {name!r} echo")
+    if not isinstance(raw, dict):
+        raise ctx.fail("field 'echo' must be a mapping with db and delay_ms")
+    ctx.keys(raw, {"db", "delay_ms"})
+    db = raw.get("db", -20.0)
+    if isinstance(db, bool) or not isinstance(db, int | float) or db > 0:
+        raise ctx.fail(f"field 'db' must be a level at or below 0 dB, got {db!r}")
+    delay = raw.get("delay_ms", 100)
+    if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= 1000:
+        raise ctx.fail(f"field 'delay_ms' must be a whole number of ms from 0 to 1000, got {delay!r}")
+    return EchoSpec(db=float(db), delay_ms=delay)
 
 
 def parse_script(text: str, *, base_dir: Path | None = None) -> PhoneScript:
@@ -342,6 +367,7 @@ def parse_script(text: str, *, base_dir: Path | None = None) -> PhoneScript:
         transcribe=transcribe,
         seed=seed,
         description=str(doc.get("description", "")),
+        echo=_parse_echo(doc.get("echo"), name),
     )
 
 

@@ -33,6 +33,7 @@ from callwright.sessions.registry import CallRecord
 from callwright.speech.base import Recognizer, Synthesizer
 from callwright.speech.pools import PoolClosed, PoolExhausted
 from callwright.voice.base import MediaTransport
+from callwright.voice.cascade.echo import EchoGuard
 from callwright.voice.cascade.heard import (
     BACKCHANNEL_PHRASES,
     heard_text,
@@ -90,7 +91,12 @@ class SpeechCascadeHandler:
         self.orchestrator: Orchestrator | None = None
         self._stt: Recognizer | None = None
         self._tts: Synthesizer | None = None
-        self.playback = Playback(transport, lead_ms=self._settings.playback_lead_ms)
+        self.echo_guard = EchoGuard(sample_rate=transport.sample_rate) if self._settings.echo_guard else None
+        self.playback = Playback(
+            transport,
+            lead_ms=self._settings.playback_lead_ms,
+            on_frame_sent=self.echo_guard.reference if self.echo_guard is not None else None,
+        )
         self._lane: RecognitionLane | None = None
         self._segmenter: Any = None
         self._turns: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -139,6 +145,7 @@ class SpeechCascadeHandler:
             on_sustained_speech=self._on_sustained_speech,
             sustained_speech_seconds=self._settings.barge_in_confirm_ms / 1000,
             on_voice_hint=self._on_voice_hint,
+            echo_guard=self.echo_guard,
         )
         self._lane.bias(self._phrases())
         self._lane.start()
@@ -205,6 +212,9 @@ class SpeechCascadeHandler:
             elif self._segmenter is not None:
                 self._engines.release_segmenter(self._segmenter)  # only once no thread uses it
         self._release_engines()
+        if self.echo_guard is not None and self.echo_guard.frames_rejected:
+            self._metrics.echo_frames_rejected_total.inc(self.echo_guard.frames_rejected)
+            log.info("echo guard: %d caller frames were the agent's own audio", self.echo_guard.frames_rejected)
         if self.memo is not None:
             self.memo.persist_background(0)
         log.info("speech cascade stopped")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class Playback:
         *,
         lead_ms: int = 60,
         on_first_frame: Callable[[float], None] | None = None,
+        on_frame_sent: Callable[[bytes, float], None] | None = None,
     ) -> None:
         self._transport = transport
         self._frame = frame_bytes(transport.sample_rate)
@@ -62,8 +64,10 @@ class Playback:
         self._held = False
         self._task: asyncio.Task[None] | None = None
         self._next_play_at = 0.0  # monotonic time the next frame plays at the caller's end
+        self._grid_origin: float | None = None  # play times stay on one 20 ms grid, like the caller's clock
         self._inflight: list[tuple[float, Segment, int]] = []  # (play end time, segment, bytes)
         self.on_first_frame = on_first_frame
+        self._on_frame_sent = on_frame_sent  # (frame, when it plays at the caller's end)
         self.frames_sent = 0
         self.underruns = 0
 
@@ -192,6 +196,15 @@ class Playback:
                 return None  # keep order: wait for this segment's audio
         return None
 
+    def _on_grid(self, now: float) -> float:
+        """The first play slot at or after ``now`` on the stream's 20 ms grid: the caller's end plays
+        frames on a steady clock, so keeping one phase keeps the play times (and the echo delay) true."""
+        if self._grid_origin is None:
+            self._grid_origin = now
+            return now
+        step = FRAME_MS / 1000
+        return self._grid_origin + math.ceil((now - self._grid_origin) / step - 1e-9) * step
+
     async def _run(self) -> None:
         while True:
             now = time.monotonic()
@@ -209,7 +222,7 @@ class Playback:
             if self._next_play_at < now:
                 if self.frames_sent and any(s.sent for s in self._segments if not s.fully_played):
                     self.underruns += 1
-                self._next_play_at = now
+                self._next_play_at = self._on_grid(now)
             send_at = self._next_play_at - self._lead
             if send_at > now:
                 await asyncio.sleep(send_at - now)
@@ -226,6 +239,8 @@ class Playback:
                 seg.first_sent_time = time.monotonic()
             first = self.frames_sent == 0
             self.frames_sent += 1
+            if self._on_frame_sent is not None:
+                self._on_frame_sent(chunk, play_start)
             await self._transport.send_audio(chunk)
             if first and self.on_first_frame is not None:
                 self.on_first_frame(time.monotonic())

@@ -25,6 +25,7 @@ from typing import Any
 from callwright.logs import call_scope
 from callwright.speech.base import Recognition, Recognizer
 from callwright.speech.vad import SpeechSegmenter
+from callwright.voice.cascade.echo import EchoGuard
 
 log = logging.getLogger("callwright.cascade")
 
@@ -66,6 +67,7 @@ class RecognitionLane:
         on_sustained_speech: Callable[[float], None] | None = None,
         sustained_speech_seconds: float = 0.7,
         on_voice_hint: Callable[[bool], None] | None = None,
+        echo_guard: EchoGuard | None = None,
     ) -> None:
         self._call_id = call_id
         self._recognizer = recognizer
@@ -79,6 +81,7 @@ class RecognitionLane:
         self._on_sustained = on_sustained_speech
         self._sustained_s = sustained_speech_seconds
         self._on_voice_hint = on_voice_hint
+        self._echo_guard = echo_guard
         self._frames: queue.SimpleQueue[tuple[bytes, float] | None] = queue.SimpleQueue()
         self._commands: queue.SimpleQueue[Sequence[str]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"recognition:{call_id}", daemon=True)
@@ -143,7 +146,11 @@ class RecognitionLane:
                 continue
             pcm, arrived = item
             self.frames_processed += 1
-            event = self._segmenter.feed(pcm, now=arrived)
+            # The agent's own voice coming back up the line is not the caller: the VAD hears silence.
+            heard = pcm
+            if self._echo_guard is not None and self._echo_guard.is_echo(pcm, arrived):
+                heard = bytes(len(pcm))
+            event = self._segmenter.feed(heard, now=arrived)
             if event is None and not self._segmenter.in_speech and self._on_voice_hint is not None:
                 held_for = self._hint(held_for)
             if event is not None and event.kind == "onset":

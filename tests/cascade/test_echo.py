@@ -1,0 +1,78 @@
+"""The echo guard on real audio: the agent's espeak voice coming back, and a flite caller talking over it."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from callwright.speech.tts_espeak import make_espeak
+from callwright.voice.cascade.echo import EchoGuard
+
+DATA = Path(__file__).parents[1] / "data" / "caller"
+FRAME = 320
+T0 = 1000.0
+
+
+@pytest.fixture(scope="module")
+def agent() -> np.ndarray:
+    pcm = bytearray()
+    make_espeak().synthesize(
+        "We're open Monday to Friday, from eight in the morning to six in the evening, and on Saturday mornings.",
+        lambda chunk: (pcm.extend(chunk), True)[1],
+        None,
+    )
+    return np.frombuffer(bytes(pcm), dtype="<i2").astype(np.float64)
+
+
+def _caller() -> np.ndarray:
+    with wave.open(str(DATA / "office.wav")) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+
+
+def _run(agent: np.ndarray, *, echo_db: float | None, delay_frames: int = 5, caller_at: int = 60) -> dict[str, list]:
+    """Play ``agent`` frame by frame; the line returns it at ``echo_db`` and the caller speaks from frame
+    ``caller_at``. Returns the guard's verdicts, by what the frame held."""
+    guard = EchoGuard()
+    caller = _caller()
+    gain = 0.0 if echo_db is None else 10 ** (echo_db / 20)
+    out: dict[str, list] = {"echo_only": [], "caller": []}
+    for i in range(len(agent) // FRAME):
+        t = T0 + i * 0.02
+        guard.reference(agent[i * FRAME : (i + 1) * FRAME].astype("<i2").tobytes(), t)
+        mic = np.zeros(FRAME)
+        if i >= delay_frames:
+            mic += agent[(i - delay_frames) * FRAME : (i - delay_frames + 1) * FRAME] * gain
+        j = i - caller_at
+        caller_voiced = False
+        if j >= 0 and (j + 1) * FRAME <= len(caller):
+            part = caller[j * FRAME : (j + 1) * FRAME]
+            mic += part
+            caller_voiced = float(np.sqrt(np.mean(part * part))) > 300
+        loud = float(np.sqrt(np.mean(mic * mic))) > 300
+        verdict = guard.is_echo(np.clip(mic, -32768, 32767).astype("<i2").tobytes(), t + 0.025)
+        if caller_voiced:
+            out["caller"].append(verdict)
+        elif loud and j < 0:
+            out["echo_only"].append(verdict)
+    return out
+
+
+def test_the_agents_own_voice_coming_back_is_recognised_as_echo(agent: np.ndarray) -> None:
+    got = _run(agent, echo_db=-10)
+    assert len(got["echo_only"]) > 20
+    # All but the first blocks, spent learning the echo path's delay.
+    assert sum(got["echo_only"]) >= len(got["echo_only"]) - 6, got["echo_only"]
+
+
+def test_a_caller_talking_over_the_echo_is_not_echo(agent: np.ndarray) -> None:
+    got = _run(agent, echo_db=-20)
+    assert len(got["caller"]) > 40
+    assert sum(got["caller"]) <= len(got["caller"]) // 10, got["caller"]
+
+
+def test_without_echo_nothing_is_ever_taken_for_it(agent: np.ndarray) -> None:
+    got = _run(agent, echo_db=None)
+    assert got["caller"] and not any(got["caller"])
