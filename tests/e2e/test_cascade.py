@@ -45,6 +45,25 @@ async def test_barge_in_stops_the_agent_and_keeps_only_what_was_heard(stack):
     assert "Harbor Street" in entries[-1]["content"]
 
 
+async def test_a_whole_call_in_the_piper_voice():
+    """TTS_ENGINE=piper (the natural voice; installed with the dev extra): the same call and barge-in."""
+    async with local_stack(tts_engine="piper", stt_pool_warm=1, tts_pool_warm=1) as piper_stack:
+        report = await piper_stack.call(BARGE_IN)
+        assert report["ok"], report.get("error")
+        [barge] = report["barge_ins"]
+        assert barge["stopped"] and barge["leaked_ms"] == 0 and 0 < barge["silenced_ms"] < 1000
+        entries = history(piper_stack, report["call_id"])
+        [interrupted] = [m for m in entries if m.get("interrupted")]
+        assert interrupted["full_text"].startswith("We're open Monday to Friday")
+        assert interrupted["content"] and len(interrupted["content"]) < len(interrupted["full_text"])
+        assert "Harbor Street" in entries[-1]["content"]
+        # What the caller heard is intelligible: the phone's own recogniser follows the Piper voice.
+        # (Piper samples its prosody, so the exact decoding varies from run to run.)
+        heard = " ".join(e["text"] for e in report["transcript"] if e["speaker"] == "agent").lower()
+        words = ("insurance", "opening hours", "monday", "friday", "office", "harbor", "seattle", "floor")
+        assert sum(w in heard for w in words) >= 3, heard
+
+
 FALSE_BARGE_INS = """
 name: not interruptions
 direction: inbound

@@ -43,9 +43,16 @@ async def test_instant_engines_from_settings() -> None:
     await engines.close()
 
 
-def test_unavailable_engines_fail_at_selection() -> None:
-    if not piper_available():
+def test_unavailable_engines_fail_at_selection(monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as m:  # piper-tts is optional: simulate a machine without it
+        import importlib.util
+
+        real_find_spec = importlib.util.find_spec
+        m.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "piper" else real_find_spec(name))
+        assert not piper_available()
         with pytest.raises(TtsUnavailable, match="piper"):
             build_engines(load_settings(tts_engine="piper"))
+    with pytest.raises(TtsUnavailable, match=r"not a Piper \.onnx voice"):
+        build_engines(load_settings(tts_engine="piper", tts_voice="/nonexistent/voice.onnx"))
     with pytest.raises(TtsUnavailable, match="no voice"):
         build_engines(load_settings(tts_voice="xx-nothing"))

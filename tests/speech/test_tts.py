@@ -102,11 +102,15 @@ def test_voices_and_errors() -> None:
     assert s.synthesize("   ", lambda c: pytest.fail("no audio for blank text")) is True
 
 
-def test_piper_selection_is_clear_when_missing() -> None:
-    if piper_available():
-        pytest.skip("piper-tts is installed here")
+def test_piper_selection_is_clear_when_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without piper-tts (it is optional), choosing it says what to install. Its absence is simulated."""
+    import importlib.util
+
     from callwright.speech.tts_piper import PiperSynthesizer
 
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "piper" else real_find_spec(name))
+    assert not piper_available()
     with pytest.raises(TtsUnavailable, match="piper"):
         PiperSynthesizer()
 

@@ -118,11 +118,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"p95 {_fmt(bs.get('p95'))} ms ({result['barge_in_missed']} without StopAudio); leaked "
         f"{_fmt(result['leaked_ms'])} ms total, {_fmt(result['leaked_ms_max'])} ms worst",
         f"- instant engines at the ear: response p50 {_fmt(ir['p50'])} ms, p95 {_fmt(ir['p95'])} ms over {ir['n']} "
-        f"turns; barge-in p50 {_fmt(ib['p50'])} ms, p95 {_fmt(ib['p95'])} ms",
+        f"turns; barge-in (agent silent at the ear) p50 {_fmt(ib['p50'])} ms, p95 {_fmt(ib['p95'])} ms",
         f"- server overhead (the above less the server's own decision wait on each utterance's audio — "
         f"ENDPOINT_SILENCE_MS {result['endpoint_silence_ms']:g}, BARGE_IN_MIN_SPEECH_MS "
         f"{result['barge_in_min_speech_ms']:g} — replayed offline): response p50 {_fmt(so['p50'])} ms, "
-        f"p95 {_fmt(so['p95'])} ms; barge-in p50 {_fmt(sb['p50'])} ms, p95 {_fmt(sb['p95'])} ms",
+        f"p95 {_fmt(so['p95'])} ms; barge-in p50 {_fmt(sb['p50'])} ms, p95 {_fmt(sb['p95'])} ms (this one still "
+        f"holds the {result.get('playback_lead_ms', 60):g} ms of audio already sent, which plays out)",
         f"- false barge-ins: {fb['stopped']} of {fb['played']} probes drew StopAudio; "
         f"{fb.get('paused_and_resumed', '–')} paused the agent, which then re-spoke the interrupted sentence; "
         f"{fb.get('taken_as_turns', '–')} were heard as words and answered as caller turns",

@@ -286,12 +286,13 @@ def overhead_figures(reports: list[dict[str, Any]]) -> dict[str, Any]:
             if lag is not None and lag.end_lag_ms is not None:
                 overhead.append(float(t["response_latency_ms"]) - lag.end_lag_ms)
         for b in r.get("barge_ins") or []:
-            if not b.get("agent_playing_at_onset") or b.get("latency_ms") is None:
+            # At the ear: StopAudio waits for the interruption to be confirmed; the audio does not.
+            if not b.get("agent_playing_at_onset") or b.get("silenced_ms") is None:
                 continue
-            barge_raw.append(float(b["latency_ms"]))
+            barge_raw.append(float(b["silenced_ms"]))
             lag = lags.get(str(b["caller"]))
             if lag is not None and lag.onset_lag_ms is not None:
-                barge_overhead.append(float(b["latency_ms"]) - lag.onset_lag_ms)
+                barge_overhead.append(float(b["silenced_ms"]) - lag.onset_lag_ms)
     return {
         "instant_response_latency_ms": p50_p95(raw),
         "instant_barge_in_latency_ms": p50_p95(barge_raw),
@@ -299,6 +300,7 @@ def overhead_figures(reports: list[dict[str, Any]]) -> dict[str, Any]:
         "server_overhead_barge_in_ms": p50_p95(barge_overhead),
         "endpoint_silence_ms": settings.endpoint_silence_ms,
         "barge_in_min_speech_ms": settings.barge_in_min_speech_ms,
+        "playback_lead_ms": settings.playback_lead_ms,
         "decision_lags_ms": {t: {"end": d.end_lag_ms, "onset": d.onset_lag_ms} for t, d in lags.items()},
     }
 

@@ -10,6 +10,7 @@ Example::
     direction: inbound
     from: "+15551230001"
     to: "+15550001000"
+    echo: {db: -20, delay_ms: 100}   # optional line echo of the agent's audio
     steps:
       - wait: agent_done
       - say: "What are your opening hours?"
