@@ -128,7 +128,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{fb.get('paused_and_resumed', '–')} paused the agent, which then re-spoke the interrupted sentence; "
         f"{fb.get('taken_as_turns', '–')} were heard as words and answered as caller turns",
         "",
-        "| probe | played | StopAudio | agent audible again within 3 s |",
+        "| probe | played | StopAudio | resumed after a StopAudio |",
         "|---|---:|---:|---:|",
     ]
     for name, k in fb["by_probe"].items():
