@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     stt_pool_warm: int = Field(2, ge=0)
     tts_pool_warm: int = Field(2, ge=0)
     pool_acquire_timeout: float = Field(2.0, ge=0)
+    recognition_workers: int = Field(
+        2, ge=1, le=64, description="threads running every call's VAD + STT (one per core is plenty)"
+    )
     barge_in_min_speech_ms: int = Field(80, ge=20, description="voiced time before barge-in fires")
     endpoint_silence_ms: int = Field(300, ge=60, description="silence that ends a caller utterance")
     playback_lead_ms: int = Field(

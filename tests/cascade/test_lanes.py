@@ -11,7 +11,7 @@ from callwright.speech.stt_pocketsphinx import Lexicon, PocketsphinxRecognizer
 from callwright.speech.vad import SileroGatedVad, SpeechSegmenter
 from callwright.voice.cascade.heard import heard_text, is_backchannel, is_short_non_interruption
 from callwright.voice.cascade.playback import Playback, Segment
-from callwright.voice.cascade.recognition import RecognitionLane, Utterance
+from callwright.voice.cascade.recognition import RecognitionLane, RecognitionWorkers, Utterance
 
 DATA = Path(__file__).parents[1] / "data" / "caller"
 
@@ -77,6 +77,60 @@ async def test_lane_recognises_an_utterance_with_its_timings():
     assert utt.text == "what are your opening hours"
     assert utt.onset_time <= utt.speech_end_time <= utt.final_time
     assert not utt.timed_out and not utt.during_agent_audio
+
+
+async def test_many_calls_share_two_workers_and_each_hears_its_own_caller():
+    loop = asyncio.get_running_loop()
+    workers = RecognitionWorkers(2)
+    workers.start()
+    phrases = ["what are your opening hours", "where is your office", "i want to check my claim status"]
+    calls = {"hours.wav": "what are your opening hours", "office.wav": "where is your office"}
+    got: dict[int, list[Utterance]] = {}
+    lanes = []
+    for i in range(6):
+        got[i] = []
+        lane = RecognitionLane(
+            call_id=f"shared-{i}",
+            recognizer=PocketsphinxRecognizer(Lexicon()),
+            segmenter=SpeechSegmenter(SileroGatedVad(), 120, 300),
+            loop=loop,
+            agent_audible=lambda: False,
+            on_onset=_no_onset,
+            on_partial=lambda text: None,
+            on_utterance=got[i].append,
+            max_utterance_seconds=30,
+            workers=workers,
+        )
+        lane.bias(phrases)
+        lane.start()
+        lanes.append(lane)
+    assert workers.lanes == 6
+    audio = {name: frames(wav(name) + bytes(640 * 30)) for name in calls}
+    names = list(calls)
+    try:
+        # All six callers talk at once, frame by frame, at 10x real time.
+        for k in range(max(len(a) for a in audio.values())):
+            for i, lane in enumerate(lanes):
+                clip = audio[names[i % 2]]
+                if k < len(clip):
+                    lane.feed(clip[k])
+            await asyncio.sleep(0.002)
+        for _ in range(300):
+            if all(got.values()):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        for lane in lanes:
+            lane.stop()
+        joined = [await loop.run_in_executor(None, lane.join, 5.0) for lane in lanes]
+        assert workers.close(5.0)
+    assert all(joined) and workers.lanes == 0
+    for i in range(6):
+        assert [u.text for u in got[i]] == [calls[names[i % 2]]], (i, got[i])
+
+
+async def _no_onset(t: float, detected: float) -> None:
+    return None
 
 
 async def test_stt_processing_timeout_finalises_a_runaway_utterance():

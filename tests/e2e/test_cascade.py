@@ -178,13 +178,16 @@ async def test_socket_dropped_mid_sentence_stops_every_lane(stack):
         await asyncio.sleep(0.05)
     assert record is not None and record.media_handler is not None and record.media_handler.playback.audible
     assert engines.stt_pool.stats()["in_use"] == 1
+    assert stack.state.recognition_workers.lanes == 1
     await phone.link.close("dropped by the test")  # the WebSocket goes away without CallDisconnected
+    workers = stack.state.recognition_workers
     for _ in range(100):
-        if record.media_handler is None and not lane_threads():
+        if record.media_handler is None and workers.lanes == 0:
             break
         await asyncio.sleep(0.05)
     assert record.media_handler is None
-    assert lane_threads() == []
+    assert workers.lanes == 0  # the call's lane stopped and no worker runs it
+    assert lane_threads() == []  # no per-call thread either
     assert engines.stt_pool.stats()["in_use"] == 0
     assert engines.tts_pool.stats()["in_use"] == 0
     leftovers = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith(("turns:", "playback"))]

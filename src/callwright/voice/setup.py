@@ -16,6 +16,7 @@ from callwright.config import Settings, SettingsError
 from callwright.sessions.registry import CallRecord
 from callwright.speech.factory import build_engines
 from callwright.voice.cascade.handler import SpeechCascadeHandler
+from callwright.voice.cascade.recognition import RecognitionWorkers
 from callwright.voice.factory import MediaHandlerFactory
 
 log = logging.getLogger("callwright.media")
@@ -39,6 +40,9 @@ async def setup_media(
     engines = build_engines(settings, settings.instant_stt_transcript)
     engines.start()
     app_state.speech = engines
+    workers = RecognitionWorkers(settings.recognition_workers)
+    workers.start()
+    app_state.recognition_workers = workers
     app_state.scenario = scenario
     app_state.profile_loader = scenario.load_caller_profile
     app_state.pool_stats = lambda: {"stt": engines.stt_pool.stats(), "tts": engines.tts_pool.stats()}
@@ -85,6 +89,9 @@ async def setup_media(
     factory.register("voice_live", voice_live_fallback)
 
     async def cleanup() -> None:
+        # Call handlers have stopped by now, so no lane is left queued behind these.
+        if not await asyncio.get_running_loop().run_in_executor(None, workers.close, 2.0):
+            log.error("recognition workers did not stop within 2 s")
         await engines.close()
         if llm_client is not None:
             await llm_client.close()

@@ -146,6 +146,7 @@ class SpeechCascadeHandler:
             sustained_speech_seconds=self._settings.barge_in_confirm_ms / 1000,
             on_voice_hint=self._on_voice_hint,
             echo_guard=self.echo_guard,
+            workers=getattr(self._st, "recognition_workers", None),
         )
         self._lane.bias(self._phrases())
         self._lane.start()

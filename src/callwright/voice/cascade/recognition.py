@@ -1,4 +1,10 @@
-"""The recognition lane: a thread per call running VAD + STT over the caller's frames.
+"""The recognition lane: VAD + STT over one call's frames, run by a few shared worker threads.
+
+Every call's lane runs on ``RecognitionWorkers`` — a small fixed set of threads for the whole server —
+one slice at a time: a lane with frames waiting is queued once, a worker takes it, processes what has
+arrived (in order; a lane is never on two workers at once) and queues it again if more came. A thread per
+call made the event loop compete with forty threads for the GIL at forty calls; the pool keeps that at
+two. A lane built without workers gets a private one-thread pool (tests, tools).
 
 It never touches the event loop directly. Voice onset while the agent is audible goes to the loop with
 ``run_coroutine_threadsafe`` (barge-in must not wait behind anything); partials and finals go with
@@ -13,6 +19,7 @@ true one takes the detection time off the barge-in.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import queue
@@ -51,7 +58,65 @@ class Utterance:
         return max(0, round((self.speech_end_time - self.onset_time) * 1000))
 
 
+class RecognitionWorkers:
+    """A few threads that run every call's recognition lane, a slice at a time."""
+
+    def __init__(self, size: int, *, name: str = "recognition-worker") -> None:
+        if size < 1:
+            raise ValueError(f"recognition workers must be at least 1, got {size}")
+        self._ready: queue.SimpleQueue[RecognitionLane | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(size)]
+        self._started = False
+        self._lock = threading.Lock()
+        self._lanes: set[int] = set()  # lanes started and not yet joined
+
+    @property
+    def lanes(self) -> int:
+        """Lanes started and not yet stopped and joined: 0 once every call has cleaned up."""
+        with self._lock:
+            return len(self._lanes)
+
+    def attach(self, lane: RecognitionLane) -> None:
+        with self._lock:
+            self._lanes.add(id(lane))
+
+    def detach(self, lane: RecognitionLane) -> None:
+        with self._lock:
+            self._lanes.discard(id(lane))
+
+    def start(self) -> None:
+        with self._lock:
+            if not self._started:
+                self._started = True
+                for t in self._threads:
+                    t.start()
+
+    def schedule(self, lane: RecognitionLane) -> None:
+        self._ready.put(lane)
+
+    def close(self, timeout: float = 2.0) -> bool:
+        """Stop the threads once the lanes queued so far have run; True when all of them ended."""
+        if not self._started:
+            return True
+        for _ in self._threads:
+            self._ready.put(None)
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
+    @property
+    def size(self) -> int:
+        return len(self._threads)
+
+    def _run(self) -> None:
+        while (lane := self._ready.get()) is not None:
+            lane.run_slice()
+
+
 class RecognitionLane:
+    MAX_SLICE_FRAMES = 25  # then back in the queue, so one busy lane cannot hold a worker
+
     def __init__(
         self,
         *,
@@ -68,6 +133,7 @@ class RecognitionLane:
         sustained_speech_seconds: float = 0.7,
         on_voice_hint: Callable[[bool], None] | None = None,
         echo_guard: EchoGuard | None = None,
+        workers: RecognitionWorkers | None = None,
     ) -> None:
         self._call_id = call_id
         self._recognizer = recognizer
@@ -82,44 +148,95 @@ class RecognitionLane:
         self._sustained_s = sustained_speech_seconds
         self._on_voice_hint = on_voice_hint
         self._echo_guard = echo_guard
-        self._frames: queue.SimpleQueue[tuple[bytes, float] | None] = queue.SimpleQueue()
+        self._own_workers = workers is None
+        self._workers = workers or RecognitionWorkers(1, name=f"recognition:{call_id}")
+        self._frames: collections.deque[tuple[bytes, float]] = collections.deque()
         self._commands: queue.SimpleQueue[Sequence[str]] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=f"recognition:{call_id}", daemon=True)
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self._idle = threading.Event()
+        self._idle.set()
         self._stopping = False
+        self._dead = False
         self.frames_processed = 0
+        # Per-utterance state, touched only by the worker running the lane.
+        self._onset_time = 0.0
+        self._voiced_frames = 0
+        self._during_agent = False
+        self._sustained_told = False
+        self._held_for = -1  # frames since a hold was asked for; -1: no hold
 
     # --- called on the event loop ------------------------------------------------------------------
     def start(self) -> None:
-        self._thread.start()
+        self._workers.start()
+        self._workers.attach(self)
 
     def feed(self, pcm: bytes) -> None:
-        """Never blocks: the frame and its arrival time go to the lane's queue."""
-        self._frames.put((pcm, time.monotonic()))
+        """Never blocks: the frame and its arrival time are queued for the lane's next slice."""
+        with self._lock:
+            if self._stopping or self._dead:
+                return
+            self._frames.append((pcm, time.monotonic()))
+            self._schedule_locked()
 
     def bias(self, phrases: Sequence[str]) -> None:
-        """Re-bias the recognizer (new agent); applied between utterances, in the lane thread."""
+        """Re-bias the recognizer (new agent); applied between utterances, by the lane's worker."""
         self._commands.put(tuple(phrases))
-        self._frames.put(None)  # wake the lane if it is idle
+        with self._lock:
+            if not self._stopping and not self._dead:
+                self._schedule_locked()
 
     def stop(self) -> None:
-        self._stopping = True
-        self._frames.put(None)
+        with self._lock:
+            self._stopping = True
+            self._frames.clear()
 
     def join(self, timeout: float) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        """Wait until no worker runs the lane (it is never scheduled again after ``stop``)."""
+        done = self._idle.wait(timeout)
+        if done:
+            self._workers.detach(self)
+        if self._own_workers:
+            done = self._workers.close(timeout) and done
+        return done
 
-    # --- the lane thread ---------------------------------------------------------------------------
+    def _schedule_locked(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self._idle.clear()
+            self._workers.schedule(self)
+
+    # --- run by a worker ---------------------------------------------------------------------------
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(fn, *args)
 
-    def _run(self) -> None:
+    def run_slice(self) -> None:
         with call_scope(self._call_id):
             try:
-                self._loop_frames()
+                self._slice()
             except Exception:
                 log.exception("recognition lane crashed; the call continues without speech input")
+                with self._lock:
+                    self._dead = True
+                    self._frames.clear()
+            finally:
+                with self._lock:
+                    if self._frames and not self._stopping and not self._dead:
+                        self._workers.schedule(self)  # still scheduled: back in the queue
+                    else:
+                        self._scheduled = False
+                        self._idle.set()
+
+    def _slice(self) -> None:
+        if not self._segmenter.in_speech:
+            self._apply_commands()
+        for _ in range(self.MAX_SLICE_FRAMES):
+            with self._lock:
+                if self._stopping or not self._frames:
+                    return
+                pcm, arrived = self._frames.popleft()
+            self._process(pcm, arrived)
 
     def _apply_commands(self) -> None:
         while True:
@@ -129,70 +246,55 @@ class RecognitionLane:
                 return
             self._recognizer.configure(phrases)
 
-    def _loop_frames(self) -> None:
-        onset_time = 0.0
-        voiced_frames = 0
-        during_agent = False
-        sustained_told = False
-        held_for = -1  # frames since a hold was asked for; -1: no hold
-        while not self._stopping:
-            try:
-                item = self._frames.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if item is None:
-                if not self._segmenter.in_speech:
-                    self._apply_commands()
-                continue
-            pcm, arrived = item
-            self.frames_processed += 1
-            # The agent's own voice coming back up the line is not the caller: the VAD hears silence.
-            heard = pcm
-            if self._echo_guard is not None and self._echo_guard.is_echo(pcm, arrived):
-                heard = bytes(len(pcm))
-            event = self._segmenter.feed(heard, now=arrived)
-            if event is None and not self._segmenter.in_speech and self._on_voice_hint is not None:
-                held_for = self._hint(held_for)
-            if event is not None and event.kind == "onset":
-                onset_time = event.time
-                voiced_frames = len(event.preroll)
-                during_agent = self._agent_audible()
-                sustained_told = False
-                if during_agent:
-                    # Barge-in first: nothing else may delay it. The onset handler takes over any hold.
-                    asyncio.run_coroutine_threadsafe(self._on_onset(onset_time, time.monotonic()), self._loop)
-                elif held_for >= 0 and self._on_voice_hint is not None:
-                    self._post(self._on_voice_hint, False)
-                held_for = -1
-                self._recognizer.start_utterance()
-                for frame in event.preroll:
-                    self._recognizer.push(frame)
-                continue
-            if self._segmenter.in_speech:
-                voiced_frames += 1
-                partial = self._recognizer.push(pcm)
-                if partial is not None and partial.text:
-                    self._post(self._on_partial, partial.text)
-                if (
-                    during_agent
-                    and not sustained_told
-                    and self._on_sustained is not None
-                    and self._segmenter.last_voiced
-                    and arrived - onset_time >= self._sustained_s
-                ):
-                    # Still talking over the agent after longer than any backchannel: an interruption.
-                    sustained_told = True
-                    self._post(self._on_sustained, onset_time)
-                if arrived - onset_time > self._max_utterance:
-                    log.warning("utterance exceeded STT_PROCESSING_TIMEOUT (%.0fs); finalising", self._max_utterance)
-                    final = self._recognizer.end_utterance()
-                    self._segmenter.reset()
-                    self._finish(final, onset_time, arrived, voiced_frames, during_agent, timed_out=True)
-                continue
-            if event is not None and event.kind == "end":
+    def _process(self, pcm: bytes, arrived: float) -> None:
+        self.frames_processed += 1
+        # The agent's own voice coming back up the line is not the caller: the VAD hears silence.
+        heard = pcm
+        if self._echo_guard is not None and self._echo_guard.is_echo(pcm, arrived):
+            heard = bytes(len(pcm))
+        event = self._segmenter.feed(heard, now=arrived)
+        if event is None and not self._segmenter.in_speech and self._on_voice_hint is not None:
+            self._held_for = self._hint(self._held_for)
+        if event is not None and event.kind == "onset":
+            self._onset_time = event.time
+            self._voiced_frames = len(event.preroll)
+            self._during_agent = self._agent_audible()
+            self._sustained_told = False
+            if self._during_agent:
+                # Barge-in first: nothing else may delay it. The onset handler takes over any hold.
+                asyncio.run_coroutine_threadsafe(self._on_onset(self._onset_time, time.monotonic()), self._loop)
+            elif self._held_for >= 0 and self._on_voice_hint is not None:
+                self._post(self._on_voice_hint, False)
+            self._held_for = -1
+            self._recognizer.start_utterance()
+            for frame in event.preroll:
+                self._recognizer.push(frame)
+            return
+        if self._segmenter.in_speech:
+            self._voiced_frames += 1
+            partial = self._recognizer.push(pcm)
+            if partial is not None and partial.text:
+                self._post(self._on_partial, partial.text)
+            if (
+                self._during_agent
+                and not self._sustained_told
+                and self._on_sustained is not None
+                and self._segmenter.last_voiced
+                and arrived - self._onset_time >= self._sustained_s
+            ):
+                # Still talking over the agent after longer than any backchannel: an interruption.
+                self._sustained_told = True
+                self._post(self._on_sustained, self._onset_time)
+            if arrived - self._onset_time > self._max_utterance:
+                log.warning("utterance exceeded STT_PROCESSING_TIMEOUT (%.0fs); finalising", self._max_utterance)
                 final = self._recognizer.end_utterance()
-                self._finish(final, onset_time, event.time, voiced_frames, during_agent)
-                self._apply_commands()
+                self._segmenter.reset()
+                self._finish(final, self._onset_time, arrived, self._voiced_frames, self._during_agent, timed_out=True)
+            return
+        if event is not None and event.kind == "end":
+            final = self._recognizer.end_utterance()
+            self._finish(final, self._onset_time, event.time, self._voiced_frames, self._during_agent)
+            self._apply_commands()
 
     def _hint(self, held_for: int) -> int:
         """Ask for a hold on the first voiced frame over the agent; let it go if onset does not follow."""
