@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -81,6 +82,12 @@ def create_app(settings: Settings | None = None, *, configure_media: Any = None)
         if configure_media is not None:
             configure_media(st, st.media_factory)
         st.metrics.watch_pools(lambda: st.pool_stats())
+        # Everything built so far (modules, models, pools) lives as long as the server. Left in the
+        # collector's oldest generation, each full collection walked ~250,000 such objects on the event
+        # loop — 50-110 ms stalls that playback (60 ms ahead) heard as gaps at 20 calls. Frozen, they are
+        # never scanned again; per-call garbage is collected as before.
+        gc.collect()
+        gc.freeze()
         log.info("callwright %s ready (mode=%s, store=%s)", __version__, settings.acs_streaming_mode, st.store.kind)
         try:
             yield

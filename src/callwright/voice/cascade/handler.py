@@ -1,19 +1,21 @@
 """SpeechCascadeHandler: the three-lane media handler (``ACS_STREAMING_MODE=media``).
 
-1. Recognition lane (a thread): VAD + streaming STT over the caller's frames (``recognition.py``).
+1. Recognition lane (run by the shared recognition workers): VAD + streaming STT over the caller's frames
+   (``recognition.py``).
 2. Turn lane (one task): consumes caller turns one at a time, runs the orchestrator, streams each
    clause to TTS as soon as it exists and hands the audio to playback — synthesis of the next clause
    overlaps playback of this one, so there are no gaps between sentences.
 3. The event loop: WebSocket I/O (the media endpoint), paced playback, barge-in execution, cleanup.
 
-Barge-in happens in two steps. On voice onset while the agent is audible, playback pauses: playback runs
-only ~60 ms ahead of the caller's ear, so the caller hears the agent stop within ~150 ms of starting to
-speak without any StopAudio. The sound is then either confirmed as an interruption — it outlasts any
-backchannel (``BARGE_IN_CONFIRM_MS``), or its words are a request — and StopAudio goes out, the turn is
-cancelled and the reply is stored in history as heard, marked interrupted; or it turns out to be a
-backchannel or noise, and the agent resumes by re-speaking the interrupted sentence, with no StopAudio
-ever sent. ``BARGE_IN_STOP_AUDIO=onset`` sends StopAudio with the pause instead, for a media path that
-buffers more than playback keeps ahead; backchannels then cost a StopAudio too.
+Barge-in happens in three steps (README, "How barge-in works"). The first voiced frame over the agent
+*holds* playback (nothing more is sent; the ~60 ms already sent keep playing, so a hold that onset does not
+confirm is never heard). Onset turns the hold into a *pause*: the caller hears the agent stop ~100 ms
+after starting to speak, without any StopAudio. Then the sound is *decided*: an interruption — it outlasts
+any backchannel (``BARGE_IN_CONFIRM_MS``) or its words are a request — sends StopAudio, cancels the turn
+and stores the reply in history as heard, marked interrupted; a backchannel or noise resumes the reply by
+re-speaking the interrupted sentence, with no StopAudio ever sent. ``BARGE_IN_STOP_AUDIO=onset`` sends
+StopAudio with the pause instead, for a media path that buffers more than playback keeps ahead;
+backchannels then cost a StopAudio too.
 """
 
 from __future__ import annotations
