@@ -50,8 +50,6 @@ class EchoGuard:
         # time free of the jitter of its arrival (event-loop lag would otherwise move the delay).
         self._mic_origin: float | None = None
         self._mic_frames = 0
-        self.last_ncc = 0.0
-        self.frames_checked = 0
         self.frames_rejected = 0
 
     # --- the event loop (playback) ------------------------------------------------------------------
@@ -80,7 +78,6 @@ class EchoGuard:
         if ref is None:
             return False
         window, origin = ref
-        self.frames_checked += 1
         mic = np.concatenate(self._recent)
         mic_energy = float(np.dot(mic, mic))
         ncc, ref_energy = self._ncc(window, mic, mic_energy)
@@ -91,11 +88,9 @@ class EchoGuard:
         if ncc[best] >= self.lock_threshold and spread and mic_energy <= ref_energy[best]:
             self._learn(float(delays[best]))
         if self.delay is None:
-            self.last_ncc = 0.0
             return False
         near = np.abs(delays - self.delay) <= self._tolerance
-        self.last_ncc = float(ncc[near].max()) if near.any() else 0.0
-        echo = self.last_ncc >= self.threshold
+        echo = bool(near.any()) and float(ncc[near].max()) >= self.threshold
         if echo:
             self.frames_rejected += 1
         return echo

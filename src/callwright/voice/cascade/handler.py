@@ -417,9 +417,14 @@ class SpeechCascadeHandler:
         if len(words) >= PARTIAL_CONFIRM_WORDS and long_enough and not is_backchannel(text):
             self._confirm_barge_in(barge, f"the words {text!r}")
 
-    def _on_sustained_speech(self, onset_time: float) -> None:
+    def _barge_in_for(self, onset_time: float) -> _PendingBargeIn | None:
+        """The pending barge-in that the utterance starting at ``onset_time`` set off, if any."""
         barge = self._barge
-        if barge is not None and not barge.confirmed and abs(barge.onset_time - onset_time) < 1e-6:
+        return barge if barge is not None and abs(barge.onset_time - onset_time) < 1e-6 else None
+
+    def _on_sustained_speech(self, onset_time: float) -> None:
+        barge = self._barge_in_for(onset_time)
+        if barge is not None and not barge.confirmed:
             self._confirm_barge_in(barge, f"speech past {self._settings.barge_in_confirm_ms} ms")
 
     def _confirm_barge_in(self, barge: _PendingBargeIn, why: str) -> None:
@@ -451,8 +456,8 @@ class SpeechCascadeHandler:
     def _on_utterance(self, utt: Utterance) -> None:
         if self._stopped:
             return
-        barge = self._barge
-        if barge is not None and abs(barge.onset_time - utt.onset_time) < 1e-6:
+        barge = self._barge_in_for(utt.onset_time)
+        if barge is not None:
             self._barge = None
             if not barge.confirmed:
                 speech_ms = utt.speech_ms

@@ -105,10 +105,6 @@ class RecognitionWorkers:
             t.join(max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in self._threads)
 
-    @property
-    def size(self) -> int:
-        return len(self._threads)
-
     def _run(self) -> None:
         while (lane := self._ready.get()) is not None:
             lane.run_slice()
@@ -158,7 +154,6 @@ class RecognitionLane:
         self._idle.set()
         self._stopping = False
         self._dead = False
-        self.frames_processed = 0
         # Per-utterance state, touched only by the worker running the lane.
         self._onset_time = 0.0
         self._voiced_frames = 0
@@ -247,14 +242,13 @@ class RecognitionLane:
             self._recognizer.configure(phrases)
 
     def _process(self, pcm: bytes, arrived: float) -> None:
-        self.frames_processed += 1
         # The agent's own voice coming back up the line is not the caller: the VAD hears silence.
         heard = pcm
         if self._echo_guard is not None and self._echo_guard.is_echo(pcm, arrived):
             heard = bytes(len(pcm))
         event = self._segmenter.feed(heard, now=arrived)
         if event is None and not self._segmenter.in_speech and self._on_voice_hint is not None:
-            self._held_for = self._hint(self._held_for)
+            self._hint()
         if event is not None and event.kind == "onset":
             self._onset_time = event.time
             self._voiced_frames = len(event.preroll)
@@ -289,45 +283,36 @@ class RecognitionLane:
                 log.warning("utterance exceeded STT_PROCESSING_TIMEOUT (%.0fs); finalising", self._max_utterance)
                 final = self._recognizer.end_utterance()
                 self._segmenter.reset()
-                self._finish(final, self._onset_time, arrived, self._voiced_frames, self._during_agent, timed_out=True)
+                self._finish(final, arrived, timed_out=True)
             return
         if event is not None and event.kind == "end":
             final = self._recognizer.end_utterance()
-            self._finish(final, self._onset_time, event.time, self._voiced_frames, self._during_agent)
+            self._finish(final, event.time)
             self._apply_commands()
 
-    def _hint(self, held_for: int) -> int:
+    def _hint(self) -> None:
         """Ask for a hold on the first voiced frame over the agent; let it go if onset does not follow."""
         assert self._on_voice_hint is not None
-        if held_for >= 0:
-            if held_for + 1 < HOLD_FRAMES:
-                return held_for + 1
-            self._post(self._on_voice_hint, False)
-            return -1
-        if self._segmenter.last_voiced and self._agent_audible():
+        if self._held_for >= 0:
+            self._held_for += 1
+            if self._held_for >= HOLD_FRAMES:
+                self._post(self._on_voice_hint, False)
+                self._held_for = -1
+        elif self._segmenter.last_voiced and self._agent_audible():
             self._post(self._on_voice_hint, True)
-            return 0
-        return -1
+            self._held_for = 0
 
-    def _finish(
-        self,
-        final: Recognition | None,
-        onset_time: float,
-        end_time: float,
-        voiced_frames: int,
-        during_agent: bool,
-        *,
-        timed_out: bool = False,
-    ) -> None:
+    def _finish(self, final: Recognition | None, end_time: float, *, timed_out: bool = False) -> None:
+        """Hand the utterance that started at the current onset to the loop."""
         if final is not None:
             final = dataclasses.replace(final, speech_end_monotonic=end_time)
         utterance = Utterance(
             text=(final.text if final else "").strip(),
-            onset_time=onset_time,
+            onset_time=self._onset_time,
             speech_end_time=end_time,
             final_time=time.monotonic(),
-            voiced_ms=voiced_frames * 20,
-            during_agent_audio=during_agent,
+            voiced_ms=self._voiced_frames * 20,
+            during_agent_audio=self._during_agent,
             timed_out=timed_out,
             confidence=final.confidence if final else None,
         )
