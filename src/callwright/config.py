@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOG_LEVEL_NAMES = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
@@ -117,6 +117,121 @@ class Settings(BaseSettings):
     azure_openai_api_version: str = "2024-10-21"
     llm_timeout_seconds: float = Field(8.0, gt=0)
     llm_max_tool_steps: int = Field(5, ge=1)
+
+    # --- media path ---
+    # A media socket that sends no AudioMetadata/AudioData this long after the upgrade is closed.
+    media_start_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    # ... and one that sends nothing for this long mid-call (ACS sends a frame every 20 ms, silent or not).
+    media_idle_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    # Lane failures tolerated per minute before the call is apologised to and transferred or ended.
+    media_lane_max_restarts: int = Field(3, ge=0, le=100)
+
+    # --- bounded server, durability, reaper, shutdown ---
+    server_header_timeout_seconds: float = Field(
+        10.0, gt=0, description="a connection that has not sent complete request headers by then is closed"
+    )
+    server_body_timeout_seconds: float = Field(30.0, gt=0, description="a request body must arrive within this")
+    server_keep_alive_seconds: int = Field(5, ge=1, description="idle keep-alive connections are closed after this")
+    server_max_connections: int = Field(
+        1000, ge=8, description="open sockets; at the cap the stalest connection still sending headers is dropped"
+    )
+    server_shutdown_timeout_seconds: float = Field(
+        10.0, gt=0, description="after the call drain, how long open HTTP requests may still run"
+    )
+    redis_max_connections: int = Field(50, ge=1, description="Redis connection pool size")
+    redis_pool_timeout: float = Field(2.0, gt=0, description="seconds to wait for a free Redis connection")
+    acs_request_timeout_seconds: float = Field(10.0, gt=0, description="bound on every Call Automation request")
+    pool_idle_seconds: float = Field(300.0, gt=0, description="engines above the warm count idle this long close")
+    session_final_save_retry_seconds: float = Field(
+        600.0, gt=0, description="how long a call's final save is retried in the background"
+    )
+    session_spill_dir: Path = Field(
+        Path("spill"), description="unsaved sessions are written here at shutdown and replayed at start"
+    )
+    calls_recent_limit: int = Field(200, ge=1, description="recent calls kept (in memory and in the store)")
+    call_idle_reap_minutes: float = Field(
+        10.0, gt=0, description="a call without media or events this long is checked with ACS and ended"
+    )
+    call_reap_interval_seconds: float = Field(30.0, gt=0, description="how often the reaper looks")
+    shutdown_grace_seconds: float = Field(20.0, ge=0, description="on SIGTERM, time active calls get to finish")
+    shutdown_goodbye_seconds: float = Field(5.0, ge=0, description="time for the goodbye before hanging up")
+    shutdown_save_seconds: float = Field(5.0, gt=0, description="time to land sessions before spilling to disk")
+    shutdown_goodbye_text: str = "I'm sorry, this line is closing for maintenance. Please call again. Goodbye."
+
+    # --- operator access and toll-fraud guard ---
+    operator_api_keys: str = Field(
+        "", description="role:sha256hex entries, comma-separated (role viewer|operator); only hashes, never keys"
+    )
+    operator_dev_loopback: bool = Field(
+        False, description="requests from 127.0.0.1/::1 without credentials get the operator role (dev only)"
+    )
+    operator_oidc_issuer: str | None = Field(None, description="expected iss of operator bearer tokens")
+    operator_oidc_audience: str | None = Field(None, description="expected aud of operator bearer tokens")
+    operator_oidc_jwks_url: str | None = Field(None, description="default: jwks_uri of <issuer>/.well-known/…")
+    operator_oidc_role_claim: str = "roles"
+    operator_oidc_operator_role: str = "Callwright.Operator"
+    operator_oidc_viewer_role: str = "Callwright.Viewer"
+    allowed_hosts: str = Field("", description="Host values the operator API answers to; empty = any Host")
+    outbound_allowed_prefixes: str = Field("", description="E.164 prefixes outbound calls may go to; empty = all")
+    outbound_blocked_prefixes: str | None = Field(
+        None, description="unset = built-in premium-rate list; 'default,+…' extends it; 'none' blocks nothing"
+    )
+    outbound_rate_per_minute: int = Field(10, ge=1, le=100_000, description="outbound calls per credential")
+    outbound_global_rate_per_minute: int = Field(60, ge=1, le=100_000, description="outbound calls, all together")
+    outbound_max_concurrent: int = Field(20, ge=1, le=100_000, description="outbound calls in progress at once")
+    outbound_context_max_bytes: int = Field(8192, ge=0, le=1_000_000, description="JSON size of a call's context")
+    audit_log_size: int = Field(1000, ge=10, le=1_000_000, description="audit entries kept for GET /api/v1/audit")
+
+    @field_validator("operator_api_keys")
+    @classmethod
+    def _check_operator_keys(cls, v: str) -> str:
+        from callwright.security.keys import parse_api_keys
+
+        parse_api_keys(v)
+        return v
+
+    @field_validator("outbound_allowed_prefixes", "outbound_blocked_prefixes")
+    @classmethod
+    def _check_prefixes(cls, v: str | None, info: ValidationInfo) -> str | None:
+        from callwright.security.tollfraud import parse_prefixes
+
+        parse_prefixes(v, allow_keywords=info.field_name == "outbound_blocked_prefixes")
+        return v
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, v: str) -> str:
+        from callwright.security.operator import parse_allowed_hosts
+
+        parse_allowed_hosts(v)
+        return v
+
+    @field_validator("operator_oidc_issuer", "operator_oidc_jwks_url")
+    @classmethod
+    def _check_oidc_url(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL")
+        return v
+
+    @model_validator(mode="after")
+    def _check_operator_oidc(self) -> Settings:
+        if bool(self.operator_oidc_issuer) != bool(self.operator_oidc_audience):
+            raise ValueError("OPERATOR_OIDC_ISSUER and OPERATOR_OIDC_AUDIENCE are needed together")
+        return self
+
+    # --- webhook isolation and log privacy ---
+    webhook_max_body_bytes: int = Field(
+        1_048_576, ge=1024, le=64 * 1_048_576, description="webhook body cap; larger → 413 without reading the rest"
+    )
+    webhook_max_events: int = Field(
+        5_000, ge=1, le=100_000, description="events per webhook delivery (Event Grid's own maximum is 5,000)"
+    )
+    log_pii: bool = Field(
+        False, description="show caller numbers and transcript text in INFO+ log lines (redacted by default)"
+    )
 
     @field_validator("log_level")
     @classmethod

@@ -97,6 +97,51 @@ class Metrics:
             registry=r,
         )
         self.barge_ins_total = Counter("callwright_barge_ins_total", "Barge-ins by outcome", ["outcome"], registry=r)
+        # --- media path (issue 14 item 2) ---
+        self.media_frames_reframed_total = Counter(
+            "callwright_media_frames_reframed_total",
+            "Inbound media frames that were not one 20 ms frame at the stream's rate (re-cut to 20 ms)",
+            registry=r,
+        )
+        self.media_frames_resampled_total = Counter(
+            "callwright_media_frames_resampled_total", "Inbound media frames resampled to 16 kHz", registry=r
+        )
+        self.media_lane_restarts_total = Counter(
+            "callwright_media_lane_restarts_total",
+            "Recognition lanes restarted with fresh state after a failure",
+            ["component"],
+            registry=r,
+        )
+        self.media_degraded_calls_total = Counter(
+            "callwright_media_degraded_calls_total",
+            "Calls whose speech input could not be restored: apologised to, then transferred or ended",
+            ["outcome"],
+            registry=r,
+        )
+        # --- durability, reaper, shutdown ---
+        self.calls_reaped_total = Counter(
+            "callwright_calls_reaped_total",
+            "Calls ended by the reaper after no media and no events, by what ACS said (gone/alive/unreachable)",
+            ["acs"],
+            registry=r,
+        )
+        self.calls_ended_at_shutdown_total = Counter(
+            "callwright_calls_ended_at_shutdown_total", "Calls hung up by the shutdown drain", registry=r
+        )
+        self.sessions_deferred_total = Counter(
+            "callwright_sessions_deferred_total",
+            "Final session saves handed to the background saver, by outcome (landed/spilled)",
+            ["outcome"],
+            registry=r,
+        )
+        # Labels are the operator API's own error codes (a fixed set), never anything the client sent.
+        self.operator_refused_total = Counter(
+            "callwright_operator_refused_total", "Operator API requests refused, by reason", ["reason"], registry=r
+        )
+        self.outbound_total = Counter(
+            "callwright_outbound_total", "Outbound call requests by outcome (placed/failed/refused:<reason>)",
+            ["outcome"], registry=r,
+        )  # fmt: skip
 
     def watch_pools(self, stats: Callable[[], dict[str, dict[str, Any]]]) -> None:
         self.registry.register(_PoolCollector(stats))

@@ -11,10 +11,18 @@ from typing import Any
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 ACS_USER = re.compile(r"^8:acs:[A-Za-z0-9\-]+_[A-Za-z0-9\-]+$")
+# ACS call connection ids are GUID-like or base64url-ish tokens; anything else (control characters, lone
+# surrogates, kilobytes of text) is refused at the edge, because it would reach logs, JSON and Redis keys.
+CALL_CONNECTION_ID = re.compile(r"^[A-Za-z0-9._:=+/\-]{1,128}$")
 
 
 class IdentifierError(ValueError):
     """An identifier that is neither an E.164 number nor an ACS user id."""
+
+
+def is_call_connection_id(value: object) -> bool:
+    """True for a string that can be a callConnectionId (safe to log, to serialise and to use in keys)."""
+    return isinstance(value, str) and CALL_CONNECTION_ID.fullmatch(value) is not None
 
 
 def is_phone_number(value: str) -> bool:
