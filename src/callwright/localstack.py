@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from callwright.app import create_app
 from callwright.config import Settings, load_settings
 from callwright.emulator.service import Emulator
@@ -32,16 +30,11 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def serve_asgi(app: Any, port: int) -> AsyncIterator[str]:
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        ws="websockets-sansio",
-        lifespan="on",
-        ws_per_message_deflate=False,
-    )
-    server = uvicorn.Server(config)
+    """Serve ``app`` on 127.0.0.1:``port`` exactly as ``callwright serve`` does (callwright.serving): the
+    same limits and the same drain when its server is told to exit (``app.state.http_server``)."""
+    from callwright.serving import build_server
+
+    server = build_server(app, host="127.0.0.1", port=port)
     task = asyncio.create_task(server.serve(), name=f"uvicorn:{port}")
     deadline = time.monotonic() + 60
     while not server.started:
@@ -72,10 +65,17 @@ class LocalStack:
     settings: Settings
     url: str
     transcriber: Any = field(default_factory=_new_transcriber)
+    # The plain operator API key local_stack made (its hash is in the settings); "" when overridden.
+    operator_key: str = ""
 
     @property
     def state(self) -> Any:
         return self.app.state
+
+    @property
+    def operator_headers(self) -> dict[str, str]:
+        """Headers that authenticate a request to the operator API (``/api/v1/calls*``, ``/metrics``)."""
+        return {"Authorization": f"Bearer {self.operator_key}"} if self.operator_key else {}
 
     async def call(
         self, script_text: str, *, record_dir: Path | None = None, timeout_s: float = 120.0
@@ -99,7 +99,9 @@ class LocalStack:
         try:
             waiter = self.emulator.expect_outbound_call(phone.number)
             async with httpx.AsyncClient(timeout=30) as http:
-                resp = await http.post(f"{self.url}/api/v1/calls", json={"target": phone.number})
+                resp = await http.post(
+                    f"{self.url}/api/v1/calls", json={"target": phone.number}, headers=self.operator_headers
+                )
                 resp.raise_for_status()
             call = await asyncio.wait_for(waiter, timeout_s)
             if phone.outbound_behaviour.outcome != "answer":
@@ -113,7 +115,11 @@ class LocalStack:
 
 @contextlib.asynccontextmanager
 async def local_stack(**overrides: Any) -> AsyncIterator[LocalStack]:
+    from callwright.security.keys import hash_key, new_key
+
     secret = secrets.token_urlsafe(16)
+    # The operator API is locked without a key: make one for this stack unless the caller set its own.
+    operator_key = "" if "operator_api_keys" in overrides else new_key()
     async with Emulator() as emulator:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -124,9 +130,11 @@ async def local_stack(**overrides: Any) -> AsyncIterator[LocalStack]:
             "acs_openid_config_url": emulator.openid_config_url,
             "eventgrid_secret": secret,
         }
+        if operator_key:
+            values["operator_api_keys"] = f"operator:{hash_key(operator_key)}"
         values.update(overrides)
         settings = load_settings(**values)
         app = create_app(settings)
         async with serve_asgi(app, port) as url:
             emulator.webhook_url = f"{url}/api/v1/call-events?secret={secret}"
-            yield LocalStack(emulator=emulator, app=app, settings=settings, url=url)
+            yield LocalStack(emulator=emulator, app=app, settings=settings, url=url, operator_key=operator_key)

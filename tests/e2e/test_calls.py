@@ -51,7 +51,7 @@ async def test_inbound_call_end_to_end(stack, tmp_path: Path):
     assert "Harbor Street" in replies[2]
     # Every callback and the media upgrade carried a JWT that the server verified (none refused).
     async with httpx.AsyncClient() as http:
-        metrics = (await http.get(f"{stack.url}/metrics")).text
+        metrics = (await http.get(f"{stack.url}/metrics", headers=stack.operator_headers)).text
     assert "callwright_webhook_rejected_total{" not in metrics
     assert 'callwright_media_connections_total{outcome="accepted"} 1.0' in metrics
     # Per-turn metrics were kept in the session and exported.

@@ -11,10 +11,13 @@ import pytest
 
 from callwright.app import create_app
 from callwright.config import Settings, load_settings
+from callwright.security.keys import hash_key
 from support.servers import AcsStandIn, TokenIssuer, free_port, running_app
 
 ACCESS_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 EVENTGRID_SECRET = "s3cret-value"
+# The operator API (/api/v1/calls*, /metrics) needs a credential; the edge carries one operator key.
+OPERATOR_KEY = "cw_test-operator-key"
 
 
 @dataclass
@@ -31,6 +34,10 @@ class Edge:
 
     def webhook(self, *, secret: bool = True) -> str:
         return f"{self.url}/api/v1/call-events" + (f"?secret={EVENTGRID_SECRET}" if secret else "")
+
+    @property
+    def operator_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {OPERATOR_KEY}"}
 
     def auth(self, **kwargs: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.issuer.token(**kwargs)}"}
@@ -49,7 +56,12 @@ async def edge_server(configure_media: Any = None, **overrides: Any) -> AsyncIte
             acs_jwt_audience=issuer.audience,
             acs_openid_config_url=issuer.openid_config_url,
             eventgrid_secret=EVENTGRID_SECRET,
-            **{"stt_pool_warm": 0, "tts_pool_warm": 0, **overrides},
+            **{
+                "stt_pool_warm": 0,
+                "tts_pool_warm": 0,
+                "operator_api_keys": f"operator:{hash_key(OPERATOR_KEY)}",
+                **overrides,
+            },
         )
         app = create_app(settings, configure_media=configure_media)
         async with running_app(app, port=port) as url:

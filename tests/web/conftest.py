@@ -30,6 +30,22 @@ class Browser:
     errors: list[str] = field(default_factory=list)
 
 
+async def sign_in(browser: Browser, url: str, key: str) -> None:
+    """Open the page, sign in with ``key`` and wait for the call lists. The probe before sign-in draws
+    a 401 that Chromium logs as a console error; that one is expected and dropped here."""
+    from playwright.async_api import expect
+
+    page = browser.page
+    await page.goto(f"{url}/")
+    await expect(page.locator("#signin")).to_be_visible()
+    await expect(page.locator("#main")).to_be_hidden()
+    await page.fill("#api-key", key)
+    await page.click("#signin-button")
+    await expect(page.locator("#main")).to_be_visible()
+    await expect(page.locator("#signin")).to_be_hidden()
+    browser.errors[:] = [e for e in browser.errors if "status of 401" not in e]
+
+
 @pytest.fixture
 async def stack() -> AsyncIterator[LocalStack]:
     async with local_stack(stt_pool_warm=1, tts_pool_warm=1, stt_pool_size=2, tts_pool_size=2) as s:

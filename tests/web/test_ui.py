@@ -12,8 +12,9 @@ from callwright.app import create_app
 from callwright.config import load_settings
 from callwright.emulator.phone import build_phone_from_script
 from callwright.localstack import free_port, serve_asgi
+from callwright.security.keys import hash_key, new_key
 
-from .conftest import Browser
+from .conftest import Browser, sign_in
 
 # The phone answers, hears the greeting, cuts the next reply short, then stays on the line until the
 # page hangs up.
@@ -41,7 +42,7 @@ def unexpected(errors: list[str]) -> list[str]:
 
 async def test_page_loads_without_console_errors(stack, browser: Browser):
     page = browser.page
-    await page.goto(f"{stack.url}/")
+    await sign_in(browser, stack.url, stack.operator_key)
     await expect(page.locator("h1")).to_have_text("Callwright")
     await expect(page.locator("#ready")).to_have_text("Ready")
     await expect(page.locator("#active-empty")).to_be_visible()
@@ -50,11 +51,16 @@ async def test_page_loads_without_console_errors(stack, browser: Browser):
     assert options == ["media", "voice_live"]
     await page.wait_for_timeout(1500)  # let a couple of polls run so their errors would show
     assert browser.errors == []
+    # Each poll carried the key: still signed in, and a reload in the same tab keeps it (sessionStorage).
+    await expect(page.locator("#main")).to_be_visible()
+    await page.reload()
+    await expect(page.locator("#main")).to_be_visible()
+    await expect(page.locator("#signin")).to_be_hidden()
 
 
 async def test_bad_number_shows_the_api_422_detail(stack, browser: Browser):
     page = browser.page
-    await page.goto(f"{stack.url}/")
+    await sign_in(browser, stack.url, stack.operator_key)
     await page.fill("#target", "12345")
     await page.click("#place")
     error = page.locator("#form-error")
@@ -76,7 +82,7 @@ async def test_voice_live_call_shows_live_transcript_and_hangs_up(stack, browser
     phone = build_phone_from_script(STAYS_ON_LINE)
     stack.emulator.register_phone(phone.number, phone, phone.outbound_behaviour)
     waiter = stack.emulator.expect_outbound_call(phone.number)
-    await page.goto(f"{stack.url}/")
+    await sign_in(browser, stack.url, stack.operator_key)
     await page.fill("#target", phone.number)
     await page.select_option("#mode", "voice_live")
     await page.fill("#context", '{"customer_name": "Ada <script>"}')
@@ -133,10 +139,13 @@ async def test_ui_files_are_served_from_the_package_and_nothing_else(stack):
 
 
 async def test_unconfigured_server_shows_not_ready_and_the_503_detail(browser: Browser):
-    app = create_app(load_settings(acs_connection_string=None, redis_url=None))
+    key = new_key()
+    app = create_app(
+        load_settings(acs_connection_string=None, redis_url=None, operator_api_keys=f"operator:{hash_key(key)}")
+    )
     async with serve_asgi(app, free_port()) as url:
         page = browser.page
-        await page.goto(f"{url}/")
+        await sign_in(browser, url, key)
         await expect(page.locator("#ready")).to_have_text("Not ready")
         await page.fill("#target", "+15557770001")
         await page.click("#place")
@@ -144,3 +153,49 @@ async def test_unconfigured_server_shows_not_ready_and_the_503_detail(browser: B
             "ACS_CONNECTION_STRING is not set; outbound calls are unavailable"
         )
     assert [e for e in browser.errors if "status of 503" not in e] == []
+
+
+async def test_without_a_key_the_page_shows_sign_in_and_no_call_data(stack, browser: Browser):
+    """Signed out, the page holds no call data (the API gave none); a wrong key is refused with a message
+    and leaves it signed out; the right key shows the calls; signing out clears them again."""
+    page = browser.page
+    script = STAYS_ON_LINE.replace("outbound: {answer_after_s: 0.3, outcome: answer}", "outbound: {outcome: busy}")
+    report = await stack.call(script)  # one call in the server's lists, placed through the API with the key
+    assert report["ok"], report
+    call_id = report["call_id"]
+
+    await page.goto(f"{stack.url}/")
+    await expect(page.locator("#signin")).to_be_visible()
+    await expect(page.locator("#main")).to_be_hidden()
+    await page.wait_for_timeout(1500)  # polls would have filled the tables by now if data were served
+    assert await page.locator("tr[data-call-id]").count() == 0
+    assert call_id not in await page.content()
+    await expect(page.locator("#signin-error")).to_be_hidden()  # no key yet: nothing to complain about
+
+    await page.fill("#api-key", "cw_not-the-key")
+    await page.click("#signin-button")
+    error = page.locator("#signin-error")
+    await expect(error).to_have_text("That key was not accepted: the API key or token is not valid")
+    await expect(page.locator("#main")).to_be_hidden()
+    assert await page.evaluate("sessionStorage.getItem('callwright.apiKey')") is None
+    assert call_id not in await page.content()
+
+    await page.fill("#api-key", stack.operator_key)
+    await page.click("#signin-button")
+    await expect(page.locator(f'#recent-calls tr[data-call-id="{call_id}"]')).to_be_visible()
+    await expect(error).to_be_hidden()
+
+    await page.click("#signout")
+    await expect(page.locator("#signin")).to_be_visible()
+    assert await page.locator("tr[data-call-id]").count() == 0
+    assert await page.evaluate("sessionStorage.getItem('callwright.apiKey')") is None
+    assert [e for e in browser.errors if "status of 401" not in e] == []
+
+
+async def test_server_without_operator_access_says_how_to_set_it_up(browser: Browser):
+    app = create_app(load_settings(acs_connection_string=None, redis_url=None, operator_api_keys=""))
+    async with serve_asgi(app, free_port()) as url:
+        page = browser.page
+        await page.goto(f"{url}/")
+        await expect(page.locator("#signin-error")).to_contain_text("set OPERATOR_API_KEYS")
+        await expect(page.locator("#main")).to_be_hidden()

@@ -1,21 +1,40 @@
-"""``/api/v1/calls``: place outbound calls (mode chosen per call), list, inspect and hang up calls."""
+"""``/api/v1/calls``: place outbound calls (mode chosen per call), list, inspect and hang up calls;
+``/api/v1/audit``: who placed and hung up what.
+
+Every route needs operator credentials (:mod:`callwright.security.operator`): ``viewer`` reads,
+``operator`` places and hangs up. Placing a call also passes the toll-fraud guard
+(:mod:`callwright.security.tollfraud`): destination prefixes, per-credential and global rate limits, a
+cap on outbound calls in progress, a bounded ``context``, and no new calls while the server drains.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import uuid
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from callwright.acs.call_control import CallControlError
-from callwright.acs.identifiers import IdentifierError, raw_id_for
+from callwright.acs.identifiers import IdentifierError, is_call_connection_id, raw_id_for
 from callwright.events.handlers import ensure_call
+from callwright.security.operator import OperatorRoute, operator_lifespan, require_role, security_of
+from callwright.security.principal import Principal
 
 log = logging.getLogger("callwright.calls")
-router = APIRouter(prefix="/api/v1/calls")
+# The lifespan builds app.state.operator_security inside the app's own lifespan (after the settings).
+router = APIRouter(prefix="/api/v1", route_class=OperatorRoute, lifespan=operator_lifespan)
+
+# ACS normally answers create_call in well under a second; this bounds a hung request so the pending
+# entry it holds is always released.
+CREATE_TIMEOUT_S = 30.0
+# Room for target and mode on top of the context's own cap.
+_BODY_OVERHEAD = 4096
 
 
 class PlaceCall(BaseModel):
@@ -32,52 +51,170 @@ class PlaceCall(BaseModel):
             raise ValueError(str(exc)) from None
 
 
-def _error(status: int, error: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+def _shown(target: str | None) -> str | None:
+    """A raw id as people write it: ``4:+1555…`` → ``+1555…`` (ACS user ids stay as they are)."""
+    return target[2:] if target is not None and target.startswith("4:") else target
 
 
-@router.post("", status_code=201)
-async def place_call(body: PlaceCall, request: Request) -> JSONResponse:
+def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None once it is longer than ``limit`` (read after authentication, never unbounded)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _outbound_in_progress(st: Any) -> int:
+    active = sum(
+        1 for c in st.calls.active() if c.direction == "outbound" and c.state not in ("disconnected", "failed")
+    )
+    return active + len(st.pending_outbound)
+
+
+@router.post(
+    "/calls",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": PlaceCall.model_json_schema()}}}
+    },
+)
+async def place_call(request: Request, who: Principal = Depends(require_role("operator"))) -> JSONResponse:
     st = request.app.state
+    sec = security_of(request)
+    client = request.client.host if request.client else None
+
+    def refuse(status: int, error: str, detail: str, target: str | None = None, **headers: str) -> JSONResponse:
+        sec.audit.record(
+            actor=who.id,
+            action="place",
+            target=_shown(target),
+            outcome=f"refused:{error}",
+            detail=detail,
+            client=client,
+        )
+        return _error(status, error, detail, headers or None)
+
+    raw = await _read_body(request, sec.context_max_bytes + _BODY_OVERHEAD)
+    if raw is None:
+        return refuse(413, "body_too_large", f"the request body is over {sec.context_max_bytes + _BODY_OVERHEAD} bytes")
+    try:
+        body = PlaceCall.model_validate_json(raw or b"null")
+    except ValidationError as exc:
+        # The same shape FastAPI gives its own 422s, so clients (and the page) read one format.
+        errors = [
+            {**e, "loc": ["body", *e.get("loc", ())]} for e in exc.errors(include_url=False, include_context=False)
+        ]
+        sec.audit.record(actor=who.id, action="place", outcome="refused:invalid_request", client=client)
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+    context_size = len(json.dumps(body.context, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace"))
+    if context_size > sec.context_max_bytes:
+        return refuse(
+            422,
+            "context_too_large",
+            f"context is {context_size} bytes of JSON; the limit is {sec.context_max_bytes} "
+            "(OUTBOUND_CONTEXT_MAX_BYTES)",
+            body.target,
+        )
+    if getattr(st, "draining", False):
+        return refuse(503, "draining", "the server is shutting down and places no new calls", body.target)
     if st.automation is None:
-        return _error(503, "not_configured", "ACS_CONNECTION_STRING is not set; outbound calls are unavailable")
+        return refuse(
+            503, "not_configured", "ACS_CONNECTION_STRING is not set; outbound calls are unavailable", body.target
+        )
+    why = sec.policy.refusal(body.target)
+    if why is not None:
+        return refuse(403, "destination_not_allowed", why, body.target)
+    in_progress = _outbound_in_progress(st)
+    if in_progress >= sec.max_concurrent:
+        return refuse(
+            429,
+            "too_many_calls",
+            f"{in_progress} outbound calls are in progress; the cap is {sec.max_concurrent} (OUTBOUND_MAX_CONCURRENT)",
+            body.target,
+            **{"Retry-After": "5"},
+        )
+    limited = sec.rates.acquire(who.id)
+    if limited is not None:
+        setting, retry_after = limited
+        return refuse(
+            429,
+            "rate_limited",
+            f"outbound call rate exceeded ({setting}); retry in {retry_after} s",
+            body.target,
+            **{"Retry-After": str(retry_after)},
+        )
+
     mode = body.mode or st.settings.acs_streaming_mode
     op_ctx = f"callwright-outbound-{uuid.uuid4()}"
     # CallConnected can arrive before create_call returns; it finds the call's mode through this.
     st.pending_outbound[op_ctx] = {"mode": mode, "target": body.target, "context": body.context}
     try:
-        created = await st.automation.create(body.target, operation_context=op_ctx)
-    except CallControlError as exc:
+        try:
+            created = await asyncio.wait_for(
+                st.automation.create(body.target, operation_context=op_ctx), timeout=CREATE_TIMEOUT_S
+            )
+        except CallControlError as exc:
+            st.pending_outbound.pop(op_ctx, None)
+            log.error("outbound call failed: %s", exc)
+            sec.audit.record(
+                actor=who.id, action="place", target=_shown(body.target), outcome="failed", detail=str(exc)
+            )
+            return _error(502, "create_call_failed", str(exc))
+        except TimeoutError:
+            st.pending_outbound.pop(op_ctx, None)
+            detail = f"ACS did not answer create_call within {CREATE_TIMEOUT_S:.0f} s"
+            log.error("outbound call failed: %s", detail)
+            sec.audit.record(actor=who.id, action="place", target=_shown(body.target), outcome="failed", detail=detail)
+            return _error(502, "create_call_failed", detail)
+        except Exception as exc:  # transport errors (ACS unreachable) are not CallControlErrors
+            st.pending_outbound.pop(op_ctx, None)
+            detail = f"create_call failed: {type(exc).__name__}: {str(exc)[:300]}"
+            log.error("outbound call failed: %s", detail)
+            sec.audit.record(actor=who.id, action="place", target=_shown(body.target), outcome="failed", detail=detail)
+            return _error(502, "create_call_failed", detail)
+        record = await ensure_call(
+            st,
+            created.call_connection_id,
+            direction="outbound",
+            mode=mode,
+            target=body.target,
+            server_call_id=created.server_call_id,
+            correlation_id=created.correlation_id,
+        )
+    finally:
+        # Whatever happened (including cancellation when the client went away), the entry goes.
         st.pending_outbound.pop(op_ctx, None)
-        log.error("outbound call to %s failed: %s", body.target, exc)
-        return _error(502, "create_call_failed", str(exc))
-    record = await ensure_call(
-        st,
-        created.call_connection_id,
-        direction="outbound",
-        mode=mode,
-        target=body.target,
-        server_call_id=created.server_call_id,
-        correlation_id=created.correlation_id,
-    )
-    st.pending_outbound.pop(op_ctx, None)
     record.direction = "outbound"
     record.mode = mode
     record.context.update(body.context)
     if record.memo is not None:
         record.memo.update_context({"direction": "outbound", "callee": body.target, **body.context})
         record.memo.persist_background()
-    log.info(
-        "outbound call placed to %s (mode=%s)",
-        body.target,
-        mode,
-        extra={"call_id": record.call_connection_id},
+    sec.audit.record(
+        actor=who.id,
+        action="place",
+        target=_shown(body.target),
+        call_id=record.call_connection_id,
+        outcome="placed",
+        client=client,
     )
+    log.info("outbound call placed (mode=%s)", mode, extra={"call_id": record.call_connection_id})
     return JSONResponse(record.to_api(detail=True), status_code=201)
 
 
-@router.get("")
-async def list_calls(request: Request) -> dict[str, Any]:
+@router.get("/calls")
+async def list_calls(request: Request, who: Principal = Depends(require_role("viewer"))) -> dict[str, Any]:
     calls = request.app.state.calls
     return {
         "active": [c.to_api() for c in calls.active()],
@@ -85,26 +222,51 @@ async def list_calls(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/{call_id}")
-async def get_call(call_id: str, request: Request) -> JSONResponse:
-    record = request.app.state.calls.get(call_id)
+def _no_call(call_id: str) -> JSONResponse:
+    shown = call_id if call_id.isprintable() and len(call_id) <= 100 else "(unprintable id)"
+    return _error(404, "not_found", f"no call {shown}")
+
+
+@router.get("/calls/{call_id}")
+async def get_call(call_id: str, request: Request, who: Principal = Depends(require_role("viewer"))) -> JSONResponse:
+    # lookup also finds calls held only in the store: ended before a restart, or on another replica.
+    record = await request.app.state.calls.lookup(call_id) if is_call_connection_id(call_id) else None
     if record is None:
-        return _error(404, "not_found", f"no call {call_id}")
+        return _no_call(call_id)
     return JSONResponse(record.to_api(detail=True))
 
 
-@router.delete("/{call_id}")
-async def hang_up(call_id: str, request: Request) -> JSONResponse:
+@router.delete("/calls/{call_id}")
+async def hang_up(call_id: str, request: Request, who: Principal = Depends(require_role("operator"))) -> JSONResponse:
     st = request.app.state
-    record = st.calls.get(call_id)
+    sec = security_of(request)
+    client = request.client.host if request.client else None
+    record = st.calls.get(call_id) if is_call_connection_id(call_id) else None
     if record is None:
-        return _error(404, "not_found", f"no call {call_id}")
+        sec.audit.record(actor=who.id, action="hang_up", call_id=call_id, outcome="refused:not_found", client=client)
+        return _no_call(call_id)
+    target = _shown(record.target if record.direction == "outbound" else record.caller)
     if record.state in ("disconnected", "failed"):
         return JSONResponse({"call_connection_id": call_id, "status": record.state})
     if st.automation is None:
         return _error(503, "not_configured", "ACS_CONNECTION_STRING is not set")
     try:
-        await st.automation.actions(call_id).hang_up()
-    except CallControlError as exc:
-        return _error(502, "hang_up_failed", str(exc))
+        await asyncio.wait_for(st.automation.actions(call_id).hang_up(), timeout=CREATE_TIMEOUT_S)
+    except Exception as exc:  # CallControlError, a timeout, or a transport error: ACS unreachable
+        detail = str(exc)[:300] if isinstance(exc, CallControlError) else f"hang_up failed: {type(exc).__name__}"
+        sec.audit.record(
+            actor=who.id, action="hang_up", target=target, call_id=call_id, outcome="failed", detail=detail
+        )
+        return _error(502, "hang_up_failed", detail)
+    sec.audit.record(
+        actor=who.id, action="hang_up", target=target, call_id=call_id, outcome="hanging_up", client=client
+    )
     return JSONResponse({"call_connection_id": call_id, "status": "hanging_up"}, status_code=202)
+
+
+@router.get("/audit")
+async def audit_log(
+    request: Request, limit: int = 200, who: Principal = Depends(require_role("operator"))
+) -> dict[str, Any]:
+    """The newest audit entries first (the in-memory tail; the full record is the callwright.audit log)."""
+    return {"entries": security_of(request).audit.entries(max(1, min(limit, 10_000)))}

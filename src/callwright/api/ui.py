@@ -3,6 +3,9 @@
 The files ship inside the package (``callwright/web``) and are found through importlib.resources, so the
 page works the same from a checkout and from an installed wheel. Only the listed files are served, which
 keeps path handling out of the picture entirely.
+
+The files are public — they hold no data. Every call, transcript and metric comes from the operator API,
+which needs a credential; the page asks for an API key and sends it as a header (see app.js).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ _HEADERS = {
         "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
 

@@ -26,6 +26,7 @@ import httpx
 from callwright.emulator.phone import build_phone_from_script
 from callwright.emulator.service import Emulator
 from callwright.localstack import free_port
+from callwright.security.keys import hash_key, new_key
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -60,10 +61,17 @@ class SplitStack:
     url: str
     log_path: Path
     http: httpx.AsyncClient
+    # The operator API key this stack made (``http`` already sends it); "" when settings_env set the keys.
+    operator_key: str = ""
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def operator_headers(self) -> dict[str, str]:
+        """Headers for a request to the operator API made with another client than ``http``."""
+        return {"Authorization": f"Bearer {self.operator_key}"} if self.operator_key else {}
 
     def sample(self) -> ProcSample:
         return proc_sample(self.pid)
@@ -140,6 +148,13 @@ async def split_stack(settings_env: dict[str, str] | None = None, *, log_dir: Pa
         env = dict(os.environ)
         env.update({"LOG_LEVEL": "WARNING", "REDIS_URL": ""})
         env.update(settings_env or {})
+        key = ""
+        if "OPERATOR_API_KEYS" not in (settings_env or {}):
+            # The operator API (/metrics, /api/v1/calls/{id}) is locked without a key: this stack makes its
+            # own and every request on ``http`` carries it.
+            key = new_key()
+            env["OPERATOR_API_KEYS"] = f"operator:{hash_key(key)}"
+            http.headers["Authorization"] = f"Bearer {key}"
         env.update(
             {
                 "ACS_CONNECTION_STRING": emulator.connection_string,
@@ -163,7 +178,9 @@ async def split_stack(settings_env: dict[str, str] | None = None, *, log_dir: Pa
         try:
             await _wait_ready(http, url, process, log_path)
             emulator.webhook_url = f"{url}/api/v1/call-events?secret={secret}"
-            yield SplitStack(emulator=emulator, process=process, url=url, log_path=log_path, http=http)
+            yield SplitStack(
+                emulator=emulator, process=process, url=url, log_path=log_path, http=http, operator_key=key
+            )
         finally:
             await _stop(process)
 

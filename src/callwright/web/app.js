@@ -5,7 +5,13 @@ const POLL_MS = 1000;
 const READY_EVERY = 5; // polls between readiness checks
 const ENDED = new Set(["disconnected", "failed"]);
 
-const state = { selected: null, polls: 0, busy: false };
+// The API key lives in sessionStorage (this tab only, gone when it closes) and travels as an
+// Authorization header on each fetch. A header credential, unlike a cookie, is never attached by the
+// browser on its own, so another site cannot make this browser act for the operator: CSRF-safe by
+// construction, with no CSRF token to manage. The key is never put in a URL or the page's markup.
+const KEY_STORE = "callwright.apiKey";
+
+const state = { selected: null, polls: 0, busy: false, signedIn: false };
 
 const $ = (id) => document.getElementById(id);
 
@@ -65,8 +71,18 @@ function errorText(status, body) {
   return `request failed (HTTP ${status})`;
 }
 
+function storedKey() {
+  try {
+    return sessionStorage.getItem(KEY_STORE) || "";
+  } catch {
+    return "";
+  }
+}
+
 async function api(method, path, payload) {
-  const init = { method, headers: { Accept: "application/json" } };
+  const init = { method, headers: { Accept: "application/json" }, credentials: "omit" };
+  const key = storedKey();
+  if (key) init.headers.Authorization = `Bearer ${key}`;
   if (payload !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(payload);
@@ -78,7 +94,97 @@ async function api(method, path, payload) {
   } catch {
     body = null;
   }
+  // No or a refused credential, or a server with no operator access set up: back to the sign-in form.
+  const locked = body && body.error === "operator_auth_not_configured";
+  if (path.startsWith("/api/") && (resp.status === 401 || locked)) {
+    // Without a key a 401 just means "sign in"; with one, say why the key was refused.
+    signOut(locked || key ? errorText(resp.status, body) : "", key !== "" && !locked);
+  }
   return { ok: resp.ok, status: resp.status, body };
+}
+
+// ---- sign in ------------------------------------------------------------------------------
+
+function clearData() {
+  state.selected = null;
+  rendered.clear();
+  for (const id of ["active-calls", "recent-calls", "transcript", "events"]) $(id).replaceChildren();
+  clearDetail();
+}
+
+function signOut(message, hadKey) {
+  try {
+    sessionStorage.removeItem(KEY_STORE);
+  } catch {
+    // storage unavailable: nothing was kept
+  }
+  state.signedIn = false;
+  clearData();
+  $("main").hidden = true;
+  $("signout").hidden = true;
+  $("who").hidden = true;
+  $("signin").hidden = false;
+  show($("signin-error"), hadKey ? `That key was not accepted: ${message}` : message || "");
+}
+
+function signedIn() {
+  state.signedIn = true;
+  $("signin").hidden = true;
+  $("main").hidden = false;
+  const key = storedKey();
+  $("who").textContent = key ? "Signed in with an API key" : "No key (loopback development mode)";
+  $("who").hidden = false;
+  $("signout").hidden = !key;
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const input = $("api-key");
+  const key = input.value.trim();
+  if (!key) {
+    show($("signin-error"), "enter an API key");
+    input.focus();
+    return;
+  }
+  try {
+    sessionStorage.setItem(KEY_STORE, key);
+  } catch {
+    show($("signin-error"), "this browser does not allow session storage; the page cannot keep the key");
+    return;
+  }
+  input.value = "";
+  const button = $("signin-button");
+  button.disabled = true;
+  try {
+    const res = await api("GET", "/api/v1/calls");
+    if (res.ok) {
+      show($("signin-error"), "");
+      signedIn();
+      await refresh();
+    } else if (res.status !== 401) {
+      show($("signin-error"), errorText(res.status, res.body));
+    }
+  } catch (err) {
+    show($("signin-error"), `could not reach the server (${err.message})`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// The first look: a stored key (a reload in the same tab), or none (the loopback development mode).
+async function start() {
+  try {
+    const res = await api("GET", "/api/v1/calls");
+    if (res.ok) {
+      signedIn();
+      await refresh();
+    } else if (res.status !== 401 && !(res.body && res.body.error === "operator_auth_not_configured")) {
+      signOut(errorText(res.status, res.body), false);
+    }
+  } catch (err) {
+    signOut(`could not reach the server (${err.message})`, false);
+  }
+  tick();
 }
 
 // ---- place a call -------------------------------------------------------------------------
@@ -257,16 +363,18 @@ async function refreshReady() {
 }
 
 async function refresh() {
+  if (!state.signedIn) return;
   const callsError = $("calls-error");
   try {
     const list = await api("GET", "/api/v1/calls");
+    if (!state.signedIn) return; // the key was refused meanwhile: show nothing
     if (!list.ok) throw new Error(errorText(list.status, list.body));
     show(callsError, "");
     renderList("active-calls", "active-empty", list.body.active || [], true);
     renderList("recent-calls", "recent-empty", list.body.recent || [], false);
     if (state.selected) {
       const detail = await api("GET", `/api/v1/calls/${encodeURIComponent(state.selected)}`);
-      if (detail.ok) renderDetail(detail.body);
+      if (detail.ok && state.signedIn) renderDetail(detail.body);
       else clearDetail();
     } else {
       clearDetail();
@@ -282,7 +390,7 @@ async function tick() {
     try {
       if (state.polls % READY_EVERY === 0) await refreshReady();
       state.polls += 1;
-      await refresh();
+      if (state.signedIn) await refresh();
     } finally {
       state.busy = false;
     }
@@ -292,5 +400,7 @@ async function tick() {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("place-form").addEventListener("submit", placeCall);
-  tick();
+  $("signin-form").addEventListener("submit", signIn);
+  $("signout").addEventListener("click", () => signOut(undefined, false));
+  start();
 });
