@@ -96,3 +96,23 @@ async def test_bad_tokens_close_the_media_socket_with_1008(edge, case):
             await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
     assert edge.state.calls.get("call-1") is None
+
+
+def _raw_token(header: dict) -> str:
+    import base64
+
+    b64 = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()  # noqa: E731
+    return f"{b64(json.dumps(header).encode())}.{b64(b'{}')}.{b64(b'sig')}"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [{"alg": "RS256", "kid": 5}, {"alg": "RS256", "kid": "test-key-1", "crit": ["exp"]}, {"alg": "RS256"}],
+    ids=["non-string kid", "crit", "no kid"],
+)
+async def test_malformed_token_headers_close_the_media_socket_with_1008_not_500(edge, header):
+    headers = {"x-ms-call-connection-id": "call-1", "Authorization": f"Bearer {_raw_token(header)}"}
+    async with connect(_media_url(edge), additional_headers=headers) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008

@@ -33,7 +33,9 @@ class _NullTransport:
 def test_every_default_event_type_parses_from_recorded_bodies():
     handled_types = set(DEFAULT_HANDLERS)
     for name, body in RECORDED.items():
-        [event] = parse_delivery(json.dumps(body).encode())
+        delivery = parse_delivery(json.dumps(body).encode())
+        assert delivery.rejections == []
+        [event] = delivery.events
         assert event.short_type == name
         assert event.type in handled_types, name
         if name != "IncomingCall":
@@ -41,8 +43,8 @@ def test_every_default_event_type_parses_from_recorded_bodies():
             assert event.schema == "cloudevents"
         else:
             assert event.schema == "eventgrid"
-    missing = {t.rsplit(".", 1)[-1] for t in handled_types} - set(RECORDED)
-    assert not missing, f"no recorded body for {missing}"
+    # Every type ACS sends has a handler (the ones without a recorded body are covered in tests/webhook).
+    assert ACSEventTypes.all() - handled_types == {ACSEventTypes.SUBSCRIPTION_VALIDATION}
 
 
 async def _deliver(edge, http, name: str) -> None:

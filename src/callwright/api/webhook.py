@@ -1,26 +1,60 @@
 """``/api/v1/call-events``: the one webhook for Event Grid and ACS callbacks.
 
-Thin by design: authenticate, parse, hand the events to the processor, answer at once.
+Thin by design: authenticate (headers and query only), read a bounded body, parse, hand the good events
+to the processor, answer at once.
+
+Status codes follow Event Grid's retry semantics (Event Grid retries 5xx, 408 and timeouts; it does not
+retry 400, 401, 403 or 413, which dead-letter the delivery):
+
+- **200** when the well-formed events were taken. Per-event rejections (a bad event beside good ones)
+  are listed in the body under ``rejected``; retrying would not make them valid, and a retry of the whole
+  batch must not be provoked by one bad event, so the good ones are never held hostage.
+- **400** only when nothing in the body is usable: not JSON, nested deeper than the limit, not an object
+  or array, empty, or every event in it rejected.
+- **401** before the body is read, when neither a valid ACS JWT nor the Event Grid secret is presented.
+- **413** for a body over ``WEBHOOK_MAX_BODY_BYTES`` (refused from Content-Length without reading it, or
+  as soon as the streamed body passes the cap) or more than ``WEBHOOK_MAX_EVENTS`` events.
+- **503** when the processor's queues are full: the events not taken were not marked as seen, so Event
+  Grid's retry delivers them and the ones already taken are dropped as duplicates.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from callwright.acs.auth import AuthError, secret_matches
-from callwright.acs.events import ACSEventTypes, CallEvent, EventParseError, parse_delivery
+from callwright.acs.events import (
+    ACSEventTypes,
+    CallEvent,
+    DeliveryTooLarge,
+    EventParseError,
+    parse_delivery,
+)
 
 log = logging.getLogger("callwright.events")
 router = APIRouter()
 
 SECRET_PARAMS = ("secret", "code")
+DEFAULT_MAX_BODY_BYTES = 1_048_576
+DEFAULT_MAX_EVENTS = 5_000
+# Bodies above this are parsed on a worker thread, so a 1 MB JSON parse never holds the loop in one piece.
+PARSE_INLINE_BYTES = 65_536
+LOGGED_REJECTIONS = 10
+
+
+class BodyTooLarge(Exception):
+    pass
 
 
 async def authenticate_delivery(request: Request) -> None:
-    """ACS callbacks carry an RS256 JWT; Event Grid deliveries carry the secret query parameter."""
+    """ACS callbacks carry an RS256 JWT; Event Grid deliveries carry the secret query parameter.
+
+    Uses headers and the query string only, so an unauthenticated sender never gets its body read.
+    """
     st = request.app.state
     settings = st.settings
     if not settings.acs_auth_enabled:
@@ -39,6 +73,25 @@ async def authenticate_delivery(request: Request) -> None:
         raise AuthError("Event Grid secret does not match EVENTGRID_SECRET")
 
 
+async def read_body_capped(request: Request, limit: int) -> bytes:
+    """The body, or BodyTooLarge as soon as it is known to pass ``limit`` (the rest is never read)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise BodyTooLarge(f"Content-Length {int(declared)} exceeds {limit} bytes")
+        except ValueError:
+            pass  # the server's HTTP parser owns malformed framing; the stream below is still capped
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 @router.options("/api/v1/call-events")
 async def abuse_protection_handshake(request: Request) -> Response:
     """CloudEvents webhook validation (Event Grid with the CloudEvents schema)."""
@@ -53,27 +106,70 @@ def _validation_event(events: list[CallEvent]) -> CallEvent | None:
     return next((e for e in events if e.type == ACSEventTypes.SUBSCRIPTION_VALIDATION), None)
 
 
+def _refuse(
+    st: object, status: int, reason: str, error: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    st.metrics.webhook_rejected_total.labels(reason).inc()  # type: ignore[attr-defined]
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
 @router.post("/api/v1/call-events")
 async def call_events(request: Request) -> Response:
     st = request.app.state
-    body = await request.body()
+    settings = st.settings
     try:
         await authenticate_delivery(request)
     except AuthError as exc:
         log.warning("webhook delivery refused: %s", exc)
-        st.metrics.webhook_rejected_total.labels("auth").inc()
-        return JSONResponse({"error": "unauthorized", "detail": str(exc)}, status_code=401)
+        return _refuse(st, 401, "auth", "unauthorized", str(exc))
+    max_bytes = getattr(settings, "webhook_max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+    max_events = getattr(settings, "webhook_max_events", DEFAULT_MAX_EVENTS)
     try:
-        events = parse_delivery(body)
+        body = await read_body_capped(request, max_bytes)
+    except BodyTooLarge as exc:
+        log.warning("webhook delivery refused: %s (WEBHOOK_MAX_BODY_BYTES)", exc)
+        # Close the connection: the unread rest of the body must not be parsed as a next request.
+        return _refuse(st, 413, "too_large", "payload_too_large", str(exc), {"Connection": "close"})
+    try:
+        if len(body) > PARSE_INLINE_BYTES:
+            delivery = await asyncio.to_thread(parse_delivery, body, max_events=max_events)
+        else:
+            delivery = parse_delivery(body, max_events=max_events)
+    except DeliveryTooLarge as exc:
+        log.warning("webhook delivery refused: %s (WEBHOOK_MAX_EVENTS)", exc)
+        return _refuse(st, 413, "too_many_events", "payload_too_large", str(exc))
     except EventParseError as exc:
         log.warning("webhook delivery rejected: %s", exc)
-        st.metrics.webhook_rejected_total.labels("malformed").inc()
-        return JSONResponse({"error": "bad_request", "detail": str(exc)}, status_code=400)
+        return _refuse(st, 400, "malformed", "bad_request", str(exc))
+    except (RecursionError, MemoryError, ValueError, TypeError):  # a parser bug must still not be a 500
+        log.exception("webhook delivery could not be parsed")
+        return _refuse(st, 400, "malformed", "bad_request", "the body could not be parsed")
 
-    validation = _validation_event(events)
+    for n, rejection in enumerate(delivery.rejections):
+        if n < LOGGED_REJECTIONS:  # a body of 5,000 bad events logs a handful of lines, not 5,000
+            log.warning("webhook event rejected: %s", rejection.reason)
+        st.processor.count_rejected(rejection.type)
+    if len(delivery.rejections) > LOGGED_REJECTIONS:
+        log.warning("webhook: %d more events of this delivery rejected", len(delivery.rejections) - LOGGED_REJECTIONS)
+    rejected = [r.to_dict() for r in delivery.rejections]
+    if not delivery.events:
+        detail = "; ".join(r.reason for r in delivery.rejections[:5])
+        st.metrics.webhook_rejected_total.labels("malformed").inc()
+        return JSONResponse({"error": "bad_request", "detail": detail, "rejected": rejected[:100]}, status_code=400)
+
+    validation = _validation_event(delivery.events)
     if validation is not None:
         log.info("Event Grid subscription validation answered")
         return JSONResponse({"validationResponse": validation.data["validationCode"]})
 
-    result = await st.processor.process_events(events, st)
-    return JSONResponse(result.to_dict())
+    result = await st.processor.process_events(delivery.events, st)
+    out = result.to_dict()
+    if rejected:
+        out["rejected"] = rejected[:100]
+    if result.deferred:
+        log.warning(
+            "webhook delivery partly deferred: %d events not taken (queues full); asking for a retry", result.deferred
+        )
+        st.metrics.webhook_rejected_total.labels("busy").inc()
+        return JSONResponse(out, status_code=503, headers={"Retry-After": "10"})
+    return JSONResponse(out)

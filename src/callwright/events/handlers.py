@@ -72,6 +72,20 @@ async def handle_incoming_call(ctx: CallEventContext) -> None:
     if st.automation is None:
         log.error("IncomingCall from %s not answered: ACS_CONNECTION_STRING is not configured", caller)
         return
+    if getattr(st, "draining", False):
+        # Shutting down: no new call is answered. ACS offers it elsewhere (or the caller hears busy) when
+        # it is rejected; a client without reject leaves it to ring out.
+        reject = getattr(st.automation, "reject", None)
+        if reject is None:
+            log.warning("IncomingCall from %s not answered: the server is shutting down", caller)
+            return
+        try:
+            await reject(data["incomingCallContext"])
+        except Exception as exc:
+            log.warning("IncomingCall from %s not answered (shutting down); reject failed: %s", caller, exc)
+            return
+        log.warning("IncomingCall from %s rejected: the server is shutting down", caller)
+        return
     answered = await st.automation.answer(data["incomingCallContext"], operation_context="callwright-answer")
     record = await ensure_call(
         st,
@@ -115,7 +129,7 @@ async def handle_call_disconnected(ctx: CallEventContext) -> None:
     st = ctx.app_state
     record: CallRecord | None = ctx.call
     if record is None:
-        log.info("CallDisconnected for an unknown call")
+        log.debug("CallDisconnected for a call this server does not hold")
         return
     result = ctx.get_event_data().get("resultInformation") or {}
     reason = result.get("message") if isinstance(result, dict) else None
@@ -136,9 +150,9 @@ async def handle_call_disconnected(ctx: CallEventContext) -> None:
 
 
 async def handle_participants_updated(ctx: CallEventContext) -> None:
-    record = ctx.call
-    if record is None:
-        return
+    # ParticipantsUpdated often arrives before CallConnected (acs-protocol.md §3.5, "either order"): it
+    # opens the call record like CallConnected does, so the participants are kept whatever the order.
+    record = ctx.call or await _ensure_call_for_event(ctx)
     participants = [
         raw
         for p in ctx.get_event_data().get("participants") or []
@@ -229,6 +243,11 @@ async def handle_call_failed(ctx: CallEventContext) -> None:
         result.get("subCode"),
     )
     # The failure can arrive before create_call has returned: record the call so the API shows it failed.
+    # A failure for a call this server neither knows nor is placing opens no record (it would never end).
+    op_ctx = ctx.event.operation_context
+    placing = bool(op_ctx) and op_ctx in (getattr(st, "pending_outbound", None) or {})
+    if ctx.call is None and not placing:
+        return
     record = await _ensure_call_for_event(ctx)
     if record.memo is not None:
         record.memo.set_context("call_state", "failed")
@@ -249,6 +268,103 @@ async def handle_media_streaming(ctx: CallEventContext) -> None:
         record.memo.persist_background()
 
 
+def _result(data: dict[str, Any]) -> dict[str, Any]:
+    result = data.get("resultInformation")
+    return result if isinstance(result, dict) else {}
+
+
+async def handle_operation_result(ctx: CallEventContext) -> None:
+    """Events that report on an operation (hold, transcription, recording, participants, DTMF…): kept in
+    the call's session metrics, failures logged. They never open a call."""
+    data = ctx.get_event_data()
+    result = _result(data)
+    short = ctx.event.short_type
+    if short.endswith("Failed"):
+        log.warning("%s: %s (code %s/%s)", short, result.get("message"), result.get("code"), result.get("subCode"))
+    memo = ctx.memo_manager
+    if memo is None:
+        log.debug("%s for a call this server does not hold", short)
+        return
+    memo.record_metric(
+        "operation",
+        outcome=short,
+        operation_context=ctx.event.operation_context,
+        code=result.get("code"),
+        sub_code=result.get("subCode"),
+    )
+    state_key = _STATE_KEYS.get(ctx.event.type)
+    if state_key is not None:
+        memo.set_context(state_key, _state_value(ctx.event.type, data))
+    memo.persist_background()
+
+
+def _state_value(event_type: str, data: dict[str, Any]) -> Any:
+    if event_type == ACSEventTypes.RECORDING_STATE_CHANGED:
+        return {"state": data.get("state"), "recording_id": data.get("recordingId")}
+    short = event_type.rsplit(".", 1)[-1]
+    update = data.get("transcriptionUpdate")
+    if short.startswith("Transcription") and isinstance(update, dict):
+        status = update.get("transcriptionStatus")
+        return status if isinstance(status, str) else short
+    return short
+
+
+async def handle_call_less_notice(ctx: CallEventContext) -> None:
+    """Event Grid notifications that name no call connection (recording files ready, call started/ended
+    on the resource): logged, never an error."""
+    data = ctx.get_event_data()
+    info = data.get("recordingStorageInfo")
+    chunks = info.get("recordingChunks") if isinstance(info, dict) else None
+    if isinstance(chunks, list):
+        log.info(
+            "%s: %d recording chunk(s), recording started %s",
+            ctx.event.short_type,
+            len(chunks),
+            data.get("recordingStartTime"),
+        )
+    else:
+        log.info("%s (no call connection) received", ctx.event.short_type)
+
+
+_STATE_KEYS: dict[str, str] = {
+    ACSEventTypes.HOLD_AUDIO_STARTED: "hold",
+    ACSEventTypes.HOLD_AUDIO_PAUSED: "hold",
+    ACSEventTypes.HOLD_AUDIO_RESUMED: "hold",
+    ACSEventTypes.HOLD_AUDIO_COMPLETED: "hold",
+    ACSEventTypes.HOLD_FAILED: "hold",
+    ACSEventTypes.TRANSCRIPTION_STARTED: "transcription",
+    ACSEventTypes.TRANSCRIPTION_UPDATED: "transcription",
+    ACSEventTypes.TRANSCRIPTION_STOPPED: "transcription",
+    ACSEventTypes.TRANSCRIPTION_FAILED: "transcription",
+    ACSEventTypes.RECORDING_STATE_CHANGED: "recording",
+    ACSEventTypes.START_RECORDING_FAILED: "recording",
+}
+
+_OPERATION_RESULTS = (
+    ACSEventTypes.PLAY_STARTED,
+    ACSEventTypes.RECOGNIZE_CANCELED,
+    ACSEventTypes.ADD_PARTICIPANT_SUCCEEDED,
+    ACSEventTypes.ADD_PARTICIPANT_FAILED,
+    ACSEventTypes.REMOVE_PARTICIPANT_SUCCEEDED,
+    ACSEventTypes.REMOVE_PARTICIPANT_FAILED,
+    ACSEventTypes.CANCEL_ADD_PARTICIPANT_SUCCEEDED,
+    ACSEventTypes.CANCEL_ADD_PARTICIPANT_FAILED,
+    ACSEventTypes.CONTINUOUS_DTMF_TONE_FAILED,
+    ACSEventTypes.CONTINUOUS_DTMF_STOPPED,
+    ACSEventTypes.SEND_DTMF_COMPLETED,
+    ACSEventTypes.SEND_DTMF_FAILED,
+    *_STATE_KEYS,
+)
+
+_CALL_LESS_NOTICES = (
+    ACSEventTypes.RECORDING_FILE_STATUS_UPDATED,
+    ACSEventTypes.CALL_STARTED,
+    ACSEventTypes.CALL_ENDED,
+    ACSEventTypes.CALL_PARTICIPANT_ADDED,
+    ACSEventTypes.CALL_PARTICIPANT_REMOVED,
+)
+
+
 DEFAULT_HANDLERS: dict[str, tuple[Any, ...]] = {
     ACSEventTypes.INCOMING_CALL: (handle_incoming_call,),
     ACSEventTypes.CALL_CONNECTED: (handle_call_connected,),
@@ -267,6 +383,9 @@ DEFAULT_HANDLERS: dict[str, tuple[Any, ...]] = {
     ACSEventTypes.MEDIA_STREAMING_STARTED: (handle_media_streaming,),
     ACSEventTypes.MEDIA_STREAMING_STOPPED: (handle_media_streaming,),
     ACSEventTypes.MEDIA_STREAMING_FAILED: (handle_media_streaming,),
+    ACSEventTypes.CONNECT_FAILED: (handle_call_failed,),
+    **{t: (handle_operation_result,) for t in _OPERATION_RESULTS},
+    **{t: (handle_call_less_notice,) for t in _CALL_LESS_NOTICES},
 }
 
 

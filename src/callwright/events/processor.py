@@ -6,12 +6,20 @@
   runs once and an incoming call is never answered twice.
 - Events of one call run in order; different calls run concurrently. ``process_events`` only
   enqueues, so the webhook answers at once however slow a handler is.
+- Bounded: enqueueing and draining yield to the loop every few events (a 5,000-event delivery never
+  holds it for long); queued keys and queued events are capped (what does not fit is *deferred*: not
+  marked seen, so a retry delivers it); calls opened by events alone (CallConnected/ParticipantsUpdated
+  for a call this server neither answered nor placed) are capped while unconfirmed, so a flood of
+  forged ids cannot leave thousands of calls that never end.
+- Metric labels are bounded: the type label is a known type's short name (or a type a handler was
+  registered for) else ``other``; the outcome comes from :data:`OUTCOMES`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,21 +34,37 @@ log = logging.getLogger("callwright.events")
 
 EventHandler = Callable[[CallEventContext], Awaitable[None]]
 
+OUTCOMES = ("handled", "failed", "duplicate", "ignored", "rejected", "deferred", "refused")
+OTHER = "other"
+# Types whose event may open a call record this server has not seen yet (the answer or create_call
+# response can arrive after them, or another replica answered). Every other event needs a known call.
+CALL_OPENING = frozenset({ACSEventTypes.CALL_CONNECTED, ACSEventTypes.PARTICIPANTS_UPDATED})
+YIELD_EVERY = 64
+LOGGED_PER_DELIVERY = 10
+REFUSED_LOG_INTERVAL = 10.0
+
 
 @dataclass(frozen=True)
 class ProcessResult:
     accepted: int
     duplicates: int
     ignored: int
+    deferred: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "ignored": self.ignored}
+        out = {"accepted": self.accepted, "duplicates": self.duplicates, "ignored": self.ignored}
+        if self.deferred:
+            out["deferred"] = self.deferred
+        return out
 
 
 class _SeenIds:
     def __init__(self, limit: int) -> None:
         self._ids: OrderedDict[str, None] = OrderedDict()
         self._limit = limit
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._ids
 
     def add(self, key: str) -> bool:
         """True when new."""
@@ -54,13 +78,29 @@ class _SeenIds:
 
 
 class CallEventProcessor:
-    def __init__(self, *, metrics: Metrics | None = None, dedup_limit: int = 20_000) -> None:
+    def __init__(
+        self,
+        *,
+        metrics: Metrics | None = None,
+        dedup_limit: int = 20_000,
+        max_queued_keys: int = 2_000,
+        max_queued_events: int = 20_000,
+        max_unconfirmed_calls: int = 100,
+    ) -> None:
         self._handlers: dict[str, list[EventHandler]] = {}
         self._seen = _SeenIds(dedup_limit)
         self._queues: dict[str, deque[tuple[CallEvent, Any]]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._metrics = metrics
         self._closed = False
+        self._max_keys = max_queued_keys
+        self._max_events = max_queued_events
+        self._queued = 0
+        self._max_unconfirmed = max_unconfirmed_calls
+        # Calls opened by an event alone, until the answer, a placed call or media confirms them.
+        self._unconfirmed: OrderedDict[str, None] = OrderedDict()
+        self._refused = 0
+        self._refused_logged_at = -REFUSED_LOG_INTERVAL
 
     def register_handler(self, event_type: str, handler: EventHandler) -> None:
         handlers = self._handlers.setdefault(event_type, [])
@@ -74,9 +114,22 @@ class CallEventProcessor:
     def handlers_for(self, event_type: str) -> list[EventHandler]:
         return list(self._handlers.get(event_type, ()))
 
-    def _count(self, event: CallEvent, outcome: str) -> None:
+    def type_label(self, event_type: str | None) -> str:
+        """A bounded metric label: a known or handled type's short name, else ``other``."""
+        if event_type is not None and (event_type in _KNOWN or event_type in self._handlers):
+            return event_type.rsplit(".", 1)[-1]
+        return OTHER
+
+    def _count_label(self, label: str, outcome: str) -> None:
         if self._metrics is not None:
-            self._metrics.events_total.labels(event.short_type, outcome).inc()
+            self._metrics.events_total.labels(label, outcome if outcome in OUTCOMES else OTHER).inc()
+
+    def _count(self, event: CallEvent, outcome: str) -> None:
+        self._count_label(self.type_label(event.type), outcome)
+
+    def count_rejected(self, event_type: str | None) -> None:
+        """An event the parser refused (the webhook logs it)."""
+        self._count_label(self.type_label(event_type), "rejected")
 
     def _dedup_keys(self, event: CallEvent) -> list[str]:
         keys = [f"id:{event.id}"]
@@ -86,47 +139,123 @@ class CallEventProcessor:
 
     async def process_events(self, events: list[CallEvent], app_state: Any) -> ProcessResult:
         """Enqueue a delivery. Handlers run in the background; see :meth:`drain` to wait for them."""
-        accepted = duplicates = ignored = 0
-        for event in events:
-            if not all([self._seen.add(k) for k in self._dedup_keys(event)]):
+        accepted = duplicates = ignored = deferred = 0
+        loop = asyncio.get_running_loop()
+        for n, event in enumerate(events):
+            if n and n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let media and other requests run between slices of a big delivery
+            dedup_keys = self._dedup_keys(event)
+            if any(k in self._seen for k in dedup_keys):
+                for k in dedup_keys:
+                    self._seen.add(k)
                 duplicates += 1
                 self._count(event, "duplicate")
-                log.info(
-                    "duplicate delivery of %s (%s) ignored",
-                    event.short_type,
-                    event.id,
-                    extra={"call_id": event.call_connection_id},
-                )
+                if duplicates <= LOGGED_PER_DELIVERY:
+                    log.info(
+                        "duplicate delivery of %s (%s) ignored",
+                        self.type_label(event.type),
+                        event.id,
+                        extra={"call_id": event.call_connection_id},
+                    )
                 continue
             if not self._handlers.get(event.type):
+                for k in dedup_keys:
+                    self._seen.add(k)
                 ignored += 1
                 self._count(event, "ignored")
                 log.debug("no handler for %s; ignored", event.type, extra={"call_id": event.call_connection_id})
                 continue
-            key = event.correlation_key or f"event:{event.id}"
+            key = event.correlation_key or "call-less"
+            if self._queued >= self._max_events or (key not in self._queues and len(self._queues) >= self._max_keys):
+                # Not marked seen: the retry the webhook asks for (503) brings it back.
+                deferred += 1
+                self._count(event, "deferred")
+                continue
+            for k in dedup_keys:
+                self._seen.add(k)
             self._queues.setdefault(key, deque()).append((event, app_state))
+            self._queued += 1
             if key not in self._workers:
-                self._workers[key] = asyncio.get_running_loop().create_task(self._drain_key(key), name=f"events:{key}")
+                self._workers[key] = loop.create_task(self._drain_key(key), name=f"events:{key[:80]}")
             accepted += 1
-        return ProcessResult(accepted, duplicates, ignored)
+        if duplicates > LOGGED_PER_DELIVERY:
+            log.info("%d more duplicate events of this delivery ignored", duplicates - LOGGED_PER_DELIVERY)
+        if deferred:
+            log.warning("%d events deferred: event queues are full", deferred)
+        return ProcessResult(accepted, duplicates, ignored, deferred)
 
     async def _drain_key(self, key: str) -> None:
         queue = self._queues[key]
+        done = 0
         try:
             while queue:
                 event, app_state = queue.popleft()
+                self._queued -= 1
                 await self._dispatch(event, app_state)
+                done += 1
+                if done % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # handlers that never suspend must not hold the loop
         finally:
             self._workers.pop(key, None)
             if not queue:
                 self._queues.pop(key, None)
+            else:  # cancelled with events left: they are dropped, keep the counter true
+                self._queued -= len(queue)
+                queue.clear()
+                self._queues.pop(key, None)
+
+    def _may_open_call(self, ctx: CallEventContext) -> bool:
+        """Whether an event for a call this server does not know may open its record (bounded)."""
+        event = ctx.event
+        st = ctx.app_state
+        op_ctx = event.operation_context
+        if op_ctx and op_ctx in (getattr(st, "pending_outbound", None) or {}):
+            return True  # a call the API is placing right now
+        calls = st.calls
+        for cid in list(self._unconfirmed):
+            rec = calls.get(cid)
+            if (
+                rec is None
+                or rec.ended_at is not None
+                or rec.media_connected
+                or rec.caller is not None
+                or rec.direction == "outbound"
+            ):
+                del self._unconfirmed[cid]
+        if len(self._unconfirmed) >= self._max_unconfirmed:
+            return False
+        cid = event.call_connection_id
+        if cid is not None:
+            self._unconfirmed[cid] = None
+        return True
 
     async def _dispatch(self, event: CallEvent, app_state: Any) -> None:
         ctx = CallEventContext(event=event, app_state=app_state)
         with call_scope(event.call_connection_id):
             call = ctx.call
+            label = self.type_label(event.type)
+            if (
+                call is None
+                and event.call_connection_id is not None
+                and event.type in CALL_OPENING
+                and not self._may_open_call(ctx)
+            ):
+                self._refused += 1
+                now = time.monotonic()
+                if now - self._refused_logged_at >= REFUSED_LOG_INTERVAL:  # a flood logs a line per interval
+                    log.warning(
+                        "%s for an unknown call not taken (%d such events since the last report): "
+                        "%d calls opened by events alone are still unconfirmed",
+                        label,
+                        self._refused,
+                        len(self._unconfirmed),
+                    )
+                    self._refused_logged_at = now
+                    self._refused = 0
+                self._count_label(label, "refused")
+                return
             if call is not None:
-                call.events_seen.append(event.short_type)
+                _note(call, label)
             outcome = "handled"
             for handler in self.handlers_for(event.type):
                 try:
@@ -138,12 +267,12 @@ class CallEventProcessor:
                     log.exception(
                         "handler %s failed on %s (%s)",
                         getattr(handler, "__name__", handler),
-                        event.short_type,
+                        label,
                         event.id,
                     )
             if call is None and (created := ctx.call) is not None:  # the event created its call
-                created.events_seen.append(event.short_type)
-            self._count(event, outcome)
+                _note(created, label)
+            self._count_label(label, outcome)
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until every queued event has been handled (tests, shutdown)."""
@@ -159,3 +288,18 @@ class CallEventProcessor:
             for task in list(self._workers.values()):
                 task.cancel()
             await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
+
+
+_KNOWN = frozenset(ACSEventTypes.all())
+EVENTS_SEEN_LIMIT = 500
+
+
+def _note(call: Any, label: str) -> None:
+    """Record the event against its call (bounded: a flood of events cannot grow a record without end)."""
+    seen = call.events_seen
+    seen.append(label)
+    if len(seen) > EVENTS_SEEN_LIMIT:
+        del seen[: len(seen) - EVENTS_SEEN_LIMIT]
+    touch = getattr(call, "touch", None)  # the reaper's activity clock
+    if touch is not None:
+        touch()
