@@ -76,3 +76,35 @@ def test_a_caller_talking_over_the_echo_is_not_echo(agent: np.ndarray) -> None:
 def test_without_echo_nothing_is_ever_taken_for_it(agent: np.ndarray) -> None:
     got = _run(agent, echo_db=None)
     assert got["caller"] and not any(got["caller"])
+
+
+def test_caller_audio_as_agent_audio_starts_never_fails():
+    """The ~8 ms race: the agent's first frame plays within a few ms of the end of a loud caller block.
+    The reference window was then shorter than the block and the correlation empty (argmax raised, and
+    the recognition lane died with it)."""
+    rng = np.random.default_rng(3)
+
+    def loud() -> bytes:
+        return rng.normal(0, 3000, FRAME).astype("<i2").tobytes()
+
+    for offset_ms in (0.0, 1.0, 2.0, 4.0, 6.0, 7.9, 8.0, 12.0, 19.0, 30.0, 45.0):
+        guard = EchoGuard()
+        t = T0
+        for _ in range(5):
+            t += 0.020
+            assert guard.is_echo(loud(), t) is False
+        t += 0.020
+        guard.reference(loud(), t - offset_ms / 1000)
+        assert guard.is_echo(loud(), t) is False, offset_ms
+        # ... and the guard keeps working on the frames after it.
+        for _ in range(3):
+            t += 0.020
+            guard.reference(loud(), t)
+            assert guard.is_echo(loud(), t) is False
+
+
+def test_frames_of_another_size_are_never_echo_and_never_fail():
+    guard = EchoGuard()
+    guard.reference(bytes(640), T0)
+    for n in (0, 1, 320, 641, 642, 960, 3200):
+        assert guard.is_echo(b"\x01" * n, T0) is False

@@ -274,3 +274,93 @@ def test_backchannel_and_short_sounds():
     assert not is_short_non_interruption("policy", 1200)
     seg = Segment("a b c d", pcm=bytearray(400), synthesized=True, played=200)
     assert heard_text([seg]) == ("a b", "a b c d")
+
+
+class _FailingOnce(SpeechSegmenter):
+    """A real segmenter with one injected failure on its n-th frame."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__(SileroGatedVad(), 120, 300)
+        self._n = 0
+        self._fail_at = fail_at
+
+    def feed(self, frame: bytes, now: float | None = None):  # type: ignore[override]
+        self._n += 1
+        if self._n == self._fail_at:
+            raise RuntimeError("injected")
+        return super().feed(frame, now)
+
+
+class _BrokenGuard:
+    """An echo guard whose every verdict fails (the lane must reset it, then switch it off)."""
+
+    def __init__(self) -> None:
+        self.resets = 0
+        self.calls = 0
+
+    def is_echo(self, frame: bytes, arrived: float | None = None) -> bool:
+        self.calls += 1
+        raise ValueError("attempt to get argmax of an empty sequence")
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+async def test_a_failing_lane_asks_for_a_restart_and_a_failing_echo_guard_is_reset_in_place():
+    loop = asyncio.get_running_loop()
+    failures: list[str] = []
+    guard_resets: list[int] = []
+    got: list[Utterance] = []
+
+    async def onset(t: float, detected: float) -> None:
+        return None
+
+    def make(segmenter: SpeechSegmenter, guard: object = None) -> RecognitionLane:
+        return RecognitionLane(
+            call_id="lane-failure",
+            recognizer=PocketsphinxRecognizer(Lexicon()),
+            segmenter=segmenter,
+            loop=loop,
+            agent_audible=lambda: False,
+            on_onset=onset,
+            on_partial=lambda text: None,
+            on_utterance=got.append,
+            max_utterance_seconds=30,
+            echo_guard=guard,  # type: ignore[arg-type]
+            on_failure=failures.append,
+            on_echo_guard_reset=lambda: guard_resets.append(1),
+        )
+
+    lane = make(_FailingOnce(fail_at=3))
+    lane.start()
+    for f in frames(wav("hours.wav"))[:10]:
+        lane.feed(f)
+        await asyncio.sleep(0.001)
+    for _ in range(200):
+        if failures:
+            break
+        await asyncio.sleep(0.01)
+    assert failures == ["recognition"] and lane.dead
+    lane.feed(bytes(640))  # a dead lane takes nothing more (the handler replaces it)
+    lane.stop()
+    assert await loop.run_in_executor(None, lane.join, 5.0)
+
+    # The echo guard failing on every frame: reset three times, then off; the caller is still recognised.
+    guard = _BrokenGuard()
+    lane = make(SpeechSegmenter(SileroGatedVad(), 120, 300), guard)
+    lane.bias(["what are your opening hours"])
+    lane.start()
+    try:
+        for f in frames(wav("hours.wav") + bytes(640 * 30)):
+            lane.feed(f)
+            await asyncio.sleep(0.0005)
+        for _ in range(1000):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        lane.stop()
+        assert await loop.run_in_executor(None, lane.join, 5.0)
+    assert got and got[0].text == "what are your opening hours"
+    assert guard.resets == 3 and guard.calls == 3 and len(guard_resets) == 3
+    assert not lane.dead

@@ -1,32 +1,46 @@
 """``/api/v1/media/stream``: the ACS media WebSocket (ACS is the client).
 
 The receive loop only parses and dispatches; handlers do their work elsewhere, so a slow engine can
-never stall the socket. Bad frames are logged and skipped; the socket stays up.
+never stall the socket. Bad frames are counted (``callwright_media_frames_rejected_total{reason}``), logged at
+most once per reason every 10 s and skipped; the socket stays up. Audio of any frame length, at 16 or
+24 kHz, reaches the handler as 20 ms 16 kHz frames (``voice/framing.py``). A socket that sends no
+AudioMetadata/AudioData within MEDIA_START_TIMEOUT_SECONDS, or nothing for MEDIA_IDLE_TIMEOUT_SECONDS, is
+closed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
+from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from callwright.acs.auth import AuthError
+from callwright.acs.identifiers import is_call_connection_id
 from callwright.acs.media import (
     SAMPLE_RATE,
     AudioData,
     AudioMetadata,
     DtmfData,
     MediaFrameError,
+    frame_bytes,
     parse_inbound,
 )
 from callwright.events.handlers import ensure_call
 from callwright.logs import call_scope
 from callwright.voice.factory import UnsupportedMode
+from callwright.voice.framing import InboundReframer, LogLimiter
+from callwright.voice.health import media_health
 from callwright.voice.transport import AcsMediaTransport
 
 log = logging.getLogger("callwright.media")
 router = APIRouter()
 
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
 
@@ -48,31 +62,136 @@ async def _authenticate(ws: WebSocket) -> None:
     await st.token_verifier.verify_header(ws.headers.get("authorization"))
 
 
+async def _refuse(ws: WebSocket, outcome: str, reason: str) -> None:
+    ws.app.state.metrics.media_connections_total.labels(outcome).inc()
+    await ws.accept()
+    await ws.close(code=CLOSE_POLICY_VIOLATION, reason=reason[:120])
+
+
 @router.websocket("/api/v1/media/stream")
 async def media_stream(ws: WebSocket) -> None:
-    st = ws.app.state
     call_id = _call_id(ws)
+    if call_id is not None and not is_call_connection_id(call_id):
+        # Checked before anything logs it: the id is chosen by whoever connects (never logged raw).
+        log.warning("media WebSocket refused: the call connection id is not a valid id (%d characters)", len(call_id))
+        await _refuse(ws, "refused_bad_call_id", "invalid call connection id")
+        return
     with call_scope(call_id):
         try:
             await _authenticate(ws)
         except AuthError as exc:
             log.warning("media WebSocket refused: %s", exc)
-            st.metrics.media_connections_total.labels("refused_auth").inc()
-            await ws.accept()
-            await ws.close(code=CLOSE_POLICY_VIOLATION, reason=str(exc)[:120])
+            await _refuse(ws, "refused_auth", str(exc))
             return
         if not call_id:
             log.warning("media WebSocket refused: no x-ms-call-connection-id header or callConnectionId parameter")
-            st.metrics.media_connections_total.labels("refused_no_call").inc()
-            await ws.accept()
-            await ws.close(code=CLOSE_POLICY_VIOLATION, reason="missing call connection id")
+            await _refuse(ws, "refused_no_call", "missing call connection id")
             return
         await ws.accept()
         await _serve(ws, call_id)
 
 
+class _Inbound:
+    """One socket's inbound side: re-framing to 20 ms at 16 kHz, counting, rate-limited complaints."""
+
+    def __init__(self, st: object, limiter: LogLimiter) -> None:
+        self._metrics = st.metrics  # type: ignore[attr-defined]
+        self._limiter = limiter
+        self.reframer = InboundReframer()
+        self.rejected = 0
+
+    def reject(self, reason: str, detail: str) -> None:
+        self.rejected += 1
+        self._metrics.media_frames_rejected_total.labels(reason).inc()
+        self._limiter.warning(reason, "media frame skipped (%s): %s", reason, detail)
+
+    def set_rate(self, rate: int) -> None:
+        self.reframer.set_rate(rate)
+
+    def frames(self, frame: AudioData) -> list[AudioData]:
+        r = self.reframer
+        if not frame.pcm:
+            self.reject("empty", "AudioData without samples")
+            return []
+        expected = frame_bytes(r.in_rate)
+        if len(frame.pcm) != expected:
+            self._metrics.media_frames_reframed_total.inc()
+            self._limiter.warning(
+                "reframed", "media frame of %d bytes at %d Hz (expected %d): re-cut to 20 ms frames",
+                len(frame.pcm), r.in_rate, expected,
+            )  # fmt: skip
+        if r.in_rate != SAMPLE_RATE:
+            self._metrics.media_frames_resampled_total.inc()
+        who = frame.participant_raw_id
+        return [AudioData(f.pcm, f.silent, frame.timestamp, who) for f in r.push(frame.pcm, frame.silent)]
+
+
+class _Clock:
+    """When the socket started and last spoke, for the watchdog."""
+
+    def __init__(self) -> None:
+        self.opened = self.last = time.monotonic()
+        self.started = False
+
+
+async def _watchdog(st: Any, clock: _Clock) -> tuple[int, str]:
+    """Returns (close code, reason) once the socket has not started in time or has gone idle. One sleeping
+    task per socket, rather than a timeout around every receive (a task per frame, 50 a second a call)."""
+    start_timeout = float(st.settings.media_start_timeout_seconds)
+    idle_timeout = float(st.settings.media_idle_timeout_seconds)
+    while True:
+        now = time.monotonic()
+        if not clock.started:
+            left = clock.opened + start_timeout - now
+            if left <= 0:
+                log.warning("media stream closed: no AudioMetadata or AudioData within %g s", start_timeout)
+                st.metrics.media_connections_total.labels("closed_no_start").inc()
+                return CLOSE_POLICY_VIOLATION, "no media"
+        else:
+            left = clock.last + idle_timeout - now
+            if left <= 0:
+                log.warning("media stream closed: no frame for %g s", idle_timeout)
+                st.metrics.media_connections_total.labels("closed_idle").inc()
+                return CLOSE_GOING_AWAY, "idle"
+        await asyncio.sleep(min(max(left, 0.01), 1.0))
+
+
+async def _receive(ws: WebSocket, handler: Any, transport: AcsMediaTransport, inbound: _Inbound, clock: _Clock) -> None:
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        clock.last = time.monotonic()
+        text = message.get("text")
+        if text is None:
+            inbound.reject("binary", "binary frame (ACS sends JSON text frames)")
+            continue
+        try:
+            frame = parse_inbound(text)
+        except MediaFrameError as exc:
+            inbound.reject(exc.reason, str(exc))
+            continue
+        if isinstance(frame, AudioData):
+            if not clock.started:  # metadata lost or never sent: start with the defaults
+                clock.started = True
+                await handler.start(AudioMetadata(None, "PCM", SAMPLE_RATE, 1, frame_bytes(SAMPLE_RATE)))
+            for piece in inbound.frames(frame):
+                handler.on_audio(piece)
+        elif isinstance(frame, AudioMetadata):
+            if frame.sample_rate != inbound.reframer.in_rate:
+                log.info("media stream at %d Hz: caller audio is resampled to 16 kHz", frame.sample_rate)
+            inbound.set_rate(frame.sample_rate)
+            transport.set_wire_rate(frame.sample_rate)
+            if not clock.started:
+                clock.started = True
+                await handler.start(frame)
+        elif isinstance(frame, DtmfData):
+            await handler.on_dtmf(frame.tone)
+
+
 async def _serve(ws: WebSocket, call_id: str) -> None:
     st = ws.app.state
+    media_health(st)  # on app.state from the first socket, so /ready can report it
     record = await ensure_call(st, call_id)
     transport = AcsMediaTransport(ws, SAMPLE_RATE)
     try:
@@ -85,49 +204,41 @@ async def _serve(ws: WebSocket, call_id: str) -> None:
     record.media_connected = True
     st.metrics.media_connections_total.labels("accepted").inc()
     st.metrics.media_connections_active.inc()
-    started = False
+    inbound = _Inbound(st, LogLimiter(log))
+    clock = _Clock()
+    close: tuple[int, str] | None = None
     log.info("media stream connected (mode=%s)", record.mode)
+    loop = asyncio.get_running_loop()
+    receiving = loop.create_task(_receive(ws, handler, transport, inbound, clock))
+    watching = loop.create_task(_watchdog(st, clock))
     try:
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            text = message.get("text")
-            if text is None:
-                st.metrics.media_frames_rejected_total.labels("binary").inc()
-                log.warning("binary media frame skipped (ACS sends JSON text frames)")
-                continue
-            try:
-                frame = parse_inbound(text)
-            except MediaFrameError as exc:
-                st.metrics.media_frames_rejected_total.labels("malformed").inc()
-                log.warning("media frame skipped: %s", exc)
-                continue
-            if isinstance(frame, AudioData):
-                if not started:  # metadata lost or never sent: start with the defaults
-                    started = True
-                    await handler.start(AudioMetadata(None, "PCM", SAMPLE_RATE, 1, 640))
-                handler.on_audio(frame)
-            elif isinstance(frame, AudioMetadata):
-                if frame.sample_rate != SAMPLE_RATE:
-                    log.warning("media at %d Hz; this server negotiates %d Hz", frame.sample_rate, SAMPLE_RATE)
-                if not started:
-                    started = True
-                    await handler.start(frame)
-            elif isinstance(frame, DtmfData):
-                await handler.on_dtmf(frame.tone)
-    except WebSocketDisconnect:
-        pass
-    except Exception:
-        log.exception("media loop failed")
+        await asyncio.wait({receiving, watching}, return_when=asyncio.FIRST_COMPLETED)
+        if watching.done() and not watching.cancelled() and watching.exception() is None:
+            close = watching.result()
+        elif receiving.done() and not receiving.cancelled():
+            exc = receiving.exception()
+            if exc is not None and not isinstance(exc, WebSocketDisconnect):
+                log.error("media loop failed", exc_info=exc)
     finally:
+        for task in (receiving, watching):
+            task.cancel()
+        for task in (receiving, watching):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         st.metrics.media_connections_active.dec()
         record.media_connected = False
+        record.touch()  # the reaper counts a connected socket as activity; its idle time starts now
         try:
             await handler.stop()
         except Exception:
             log.exception("media handler failed to stop")
         if record.media_handler is handler:
             record.media_handler = None
-        await transport.close()
+        if close is not None:
+            await transport.close(*close)
+        else:
+            await transport.close()
+        r = inbound.reframer
+        if inbound.rejected or r.reframed:
+            log.info("media stream: %d frames in, %d re-cut, %d skipped", r.frames_in, r.reframed, inbound.rejected)
         log.info("media stream closed")

@@ -37,7 +37,8 @@ class ToneHandler:
 
     async def start(self, metadata: AudioMetadata) -> None:
         self.metadata = metadata
-        self._spawn(self._play(tone_pcm(440, 200, metadata.sample_rate)))
+        # Handlers speak at the transport's rate (16 kHz); the transport converts to the stream's.
+        self._spawn(self._play(tone_pcm(440, 200, self._transport.sample_rate)))
 
     def on_audio(self, frame: AudioData) -> None:
         self.frames += 1

@@ -1,4 +1,9 @@
-"""The ACS media WebSocket as a MediaTransport."""
+"""The ACS media WebSocket as a MediaTransport.
+
+Handlers always speak 16 kHz (``sample_rate``). The wire speaks the rate the stream was negotiated at
+(``wire_rate``, from AudioMetadata): outbound audio goes out at the negotiated rate (acs-protocol.md §4.3),
+so a 24 kHz stream gets the agent's audio resampled up with one stateful soxr stream per call.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from callwright.acs.media import SAMPLE_RATE, build_outbound_audio, build_stop_audio
+from callwright.acs.media import SAMPLE_RATE, SUPPORTED_RATES, build_outbound_audio, build_stop_audio
+from callwright.speech.resample import StreamResampler
 
 log = logging.getLogger("callwright.media")
 
@@ -20,6 +26,18 @@ class AcsMediaTransport:
         self._closed = False
         self.frames_sent = 0
         self.stops_sent = 0
+        self.wire_rate = sample_rate
+        self._resampler: StreamResampler | None = None
+
+    def set_wire_rate(self, rate: int) -> None:
+        """The stream's negotiated rate (AudioMetadata.sampleRate); outbound audio is converted to it."""
+        if rate not in SUPPORTED_RATES:
+            raise ValueError(f"unsupported wire rate {rate} (supported: {SUPPORTED_RATES})")
+        if rate == self.wire_rate:
+            return
+        self.wire_rate = rate
+        self._resampler = None if rate == self.sample_rate else StreamResampler(self.sample_rate, rate, "HQ")
+        log.info("media stream at %d Hz: agent audio is resampled from %d Hz", rate, self.sample_rate)
 
     @property
     def closed(self) -> bool:
@@ -38,10 +56,16 @@ class AcsMediaTransport:
         return True
 
     async def send_audio(self, pcm: bytes) -> None:
+        if self._resampler is not None:
+            pcm = self._resampler.process(pcm)  # ~20 µs a frame: fine on the loop
+            if not pcm:
+                return  # soxr is still filling its filter; the samples come out with the next frame
         if await self._send(build_outbound_audio(pcm)):
             self.frames_sent += 1
 
     async def stop_audio(self) -> None:
+        if self._resampler is not None:
+            self._resampler.reset()  # what it held back belongs to the audio being stopped
         if await self._send(build_stop_audio()):
             self.stops_sent += 1
 

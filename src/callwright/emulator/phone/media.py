@@ -106,8 +106,16 @@ class MediaLink:
         on_agent_frame: Callable[[bytes, bool, float], None] | None = None,
         echo_db: float | None = None,
         echo_delay_ms: int = 0,
+        frame_ms: int = 20,
     ) -> None:
         self.sample_rate = sample_rate
+        # Caller audio goes out in frames of this many ms (ACS: 20). The clock still ticks every 20 ms;
+        # the uplink buffer is cut to this size, so 10 ms sends two frames a tick and 100 ms one every five.
+        self.frame_ms = frame_ms
+        self._uplink = bytearray()
+        self._uplink_voiced = False
+        self._raw: deque[tuple[str, asyncio.Future[None]]] = deque()
+        self.raw_sent = 0
         # Line/handset echo: the agent's played audio returns on the uplink, attenuated and delayed.
         self._echo_gain = None if echo_db is None else 10 ** (echo_db / 20)
         self._echo_ticks = round(echo_delay_ms / (TICK_S * 1000))
@@ -158,6 +166,10 @@ class MediaLink:
         self.closed.set()
 
     def _finish_pending(self) -> None:
+        while self._raw:
+            _, fut = self._raw.popleft()
+            if not fut.done():
+                fut.set_result(None)
         while self._say:
             p = self._say.popleft()
             if not p.done.done():
@@ -194,6 +206,16 @@ class MediaLink:
             p = self._prompts.popleft()
             if not p.done.done():
                 p.done.set_result(False)
+
+    def send_raw(self, text: str) -> asyncio.Future[None]:
+        """Queue a literal text frame; the clock sends it before the next audio frame (one writer, so it
+        never interleaves with a frame being sent)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.closed.is_set():
+            fut.set_result(None)
+            return fut
+        self._raw.append((text, fut))
+        return fut
 
     async def next_tick(self) -> None:
         await self._tick_ev.wait()
@@ -244,8 +266,14 @@ class MediaLink:
             # On the wire the echo is sound like any other; the report still counts only the caller's voice.
             frame = self._with_echo(frame, n)
             silent = silent and not frame_is_voiced(frame)
+        while self._raw:
+            text, fut = self._raw.popleft()
+            await self._ws.send(text)
+            self.raw_sent += 1
+            if not fut.done():
+                fut.set_result(None)
         now = time.monotonic()
-        await self._ws.send(build_audio_data(frame, silent=silent, participant_raw_id=self.participant_raw_id))
+        await self._send_uplink(frame, silent)
         tl.tick_t.append(now)
         tl.caller_pcm += frame
         tl.caller_voiced.append(voiced)
@@ -283,6 +311,22 @@ class MediaLink:
                 self.on_agent_frame(out, v, now)
         ev, self._tick_ev = self._tick_ev, asyncio.Event()
         ev.set()
+
+    async def _send_uplink(self, frame: bytes, silent: bool) -> None:
+        """Send this tick's 20 ms of caller audio in frames of ``frame_ms``."""
+        assert self._ws is not None
+        size = self.sample_rate * self.frame_ms // 1000 * 2
+        if size == len(frame) and not self._uplink:
+            await self._ws.send(build_audio_data(frame, silent=silent, participant_raw_id=self.participant_raw_id))
+            return
+        self._uplink += frame
+        self._uplink_voiced = self._uplink_voiced or not silent
+        while len(self._uplink) >= size:
+            chunk = bytes(self._uplink[:size])
+            del self._uplink[:size]
+            quiet = not self._uplink_voiced
+            self._uplink_voiced = bool(self._uplink) and not silent
+            await self._ws.send(build_audio_data(chunk, silent=quiet, participant_raw_id=self.participant_raw_id))
 
     def _with_echo(self, frame: bytes, n: int) -> bytes:
         import numpy as np

@@ -23,8 +23,10 @@ from callwright.emulator.phone.report import agent_segments, build_report
 from callwright.emulator.phone.script import (
     BargeIn,
     Dtmf,
+    FrameSize,
     Hangup,
     PhoneScript,
+    Raw,
     Say,
     Silence,
     Step,
@@ -43,9 +45,9 @@ class ScriptFailure(RuntimeError):
 
 
 def _step_name(step: Step) -> str:
-    return {Say: "say", Wait: "wait", BargeIn: "barge_in", Dtmf: "dtmf", Silence: "silence", Hangup: "hangup"}[
-        type(step)
-    ]
+    names: dict[type, str] = {Say: "say", Wait: "wait", BargeIn: "barge_in", Dtmf: "dtmf", Silence: "silence",
+                              Hangup: "hangup", Raw: "raw", FrameSize: "frame_ms"}  # fmt: skip
+    return names[type(step)]
 
 
 class VirtualPhone:
@@ -95,8 +97,11 @@ class VirtualPhone:
         self._call = call
         self._ensure_prepared()
         echo = self.script.echo
+        # A script may force the stream's rate (a sender that does not follow what the app negotiated).
+        sample_rate = self.script.sample_rate or sample_rate
         link = MediaLink(
             sample_rate=sample_rate,
+            frame_ms=self.script.frame_ms,
             participant_raw_id=call.caller_raw_id,
             on_agent_frame=self._heard,
             echo_db=echo.db if echo else None,
@@ -261,6 +266,11 @@ class VirtualPhone:
                 utt.end_t = now
                 await link.send_dtmf(ch)
                 call.dtmf_from_phone(ch)
+        elif isinstance(step, Raw):
+            for _ in range(step.repeat):
+                await link.send_raw(step.text)
+        elif isinstance(step, FrameSize):
+            link.frame_ms = step.ms
         elif isinstance(step, Hangup):
             self._hung_up = True
             call.hang_up_by_phone()

@@ -19,7 +19,12 @@ Example::
       - say: {noise: pink, ms: 300}
       - dtmf: {digits: "1234#", gap_ms: 250}
       - silence: 1.5
+      - frame_ms: 100                    # caller audio in 100 ms frames from here on
+      - raw: {audio_bytes: 642}          # a literal media frame (also: text, nested; repeat)
       - hangup
+
+Top-level ``frame_ms`` (default 20) and ``sample_rate`` (16000 | 24000; default: what the app negotiated)
+shape the caller's stream as a misbehaving or differently configured sender would.
 """
 
 from __future__ import annotations
@@ -95,7 +100,31 @@ class Hangup:
     pass
 
 
-Step = Say | Wait | BargeIn | Dtmf | Silence | Hangup
+MAX_RAW_CHARS = 2_000_000
+MAX_RAW_REPEAT = 1000
+MAX_NESTING = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """Literal text frames on the media socket, as a broken or hostile sender would send them."""
+
+    text: str
+    repeat: int = 1
+
+    @property
+    def label(self) -> str:
+        return f"<raw {len(self.text)} chars x{self.repeat}>"
+
+
+@dataclass(frozen=True, slots=True)
+class FrameSize:
+    """From here on, caller audio goes out in frames of ``ms`` milliseconds (ACS sends 20)."""
+
+    ms: int
+
+
+Step = Say | Wait | BargeIn | Dtmf | Silence | Hangup | Raw | FrameSize
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +155,8 @@ class PhoneScript:
     seed: int = 0
     description: str = ""
     echo: EchoSpec | None = None
+    frame_ms: int = 20  # caller audio frame length on the wire (ACS: 20 ms)
+    sample_rate: int | None = None  # the stream's rate; None: what the app negotiated
 
     @property
     def needs_live_stt(self) -> bool:
@@ -284,15 +315,62 @@ def _parse_step(raw: Any, ctx: _Ctx, base_dir: Path | None) -> Step:
         if isinstance(v, dict):
             ctx.keys(v, {"seconds"})
         return Silence(seconds=ctx.pos_num(secs, "silence", zero_ok=False))
+    if kind == "raw":
+        return _parse_raw(v, ctx)
+    if kind == "frame_ms":
+        return FrameSize(ms=_frame_ms(v, ctx))
     if kind == "hangup":
         if v not in (True, None):
             raise ctx.fail(f"'hangup' takes no value, got {v!r}")
         return Hangup()
-    raise ctx.fail(f"unknown step kind {kind!r} (expected say, wait, barge_in, dtmf, silence, hangup)")
+    raise ctx.fail(f"unknown step kind {kind!r} (expected say, wait, barge_in, dtmf, silence, raw, frame_ms, hangup)")
+
+
+def _frame_ms(v: Any, ctx: _Ctx) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
+        raise ctx.fail(f"'frame_ms' must be a whole number of milliseconds from 1 to 1000, got {v!r}")
+    return v
+
+
+def _parse_raw(v: Any, ctx: _Ctx) -> Raw:
+    """``raw: "<text>"``, or a mapping with exactly one of ``text``, ``audio_bytes`` (an AudioData frame
+    carrying that many bytes) or ``nested`` (JSON nested that deep), and an optional ``repeat``."""
+    import base64
+    import json
+
+    spec = {"text": v} if isinstance(v, str) else v
+    if not isinstance(spec, dict):
+        raise ctx.fail("'raw' must be text or a mapping with text, audio_bytes or nested")
+    ctx.keys(spec, {"text", "audio_bytes", "nested", "repeat"})
+    sources = [k for k in ("text", "audio_bytes", "nested") if k in spec]
+    if len(sources) != 1:
+        raise ctx.fail("'raw' needs exactly one of 'text', 'audio_bytes', 'nested'")
+    repeat = spec.get("repeat", 1)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_RAW_REPEAT:
+        raise ctx.fail(f"field 'repeat' must be a whole number from 1 to {MAX_RAW_REPEAT}, got {repeat!r}")
+    src = sources[0]
+    if src == "text":
+        text = spec["text"]
+        if not isinstance(text, str):
+            raise ctx.fail(f"field 'text' must be a string, got {type(text).__name__}")
+    elif src == "audio_bytes":
+        n = spec["audio_bytes"]
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 1_000_000:
+            raise ctx.fail(f"field 'audio_bytes' must be a whole number from 0 to 1000000, got {n!r}")
+        data = base64.b64encode(bytes(n)).decode("ascii")
+        text = json.dumps({"kind": "AudioData", "audioData": {"data": data, "silent": False}})
+    else:
+        depth = spec["nested"]
+        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= MAX_NESTING:
+            raise ctx.fail(f"field 'nested' must be a whole number from 1 to {MAX_NESTING}, got {depth!r}")
+        text = '{"kind":"AudioData","audioData":' + '{"a":' * depth + "1" + "}" * depth + "}"
+    if len(text) > MAX_RAW_CHARS:
+        raise ctx.fail(f"the raw frame has {len(text)} characters (limit {MAX_RAW_CHARS})")
+    return Raw(text=text, repeat=repeat)
 
 
 _TOP = {"name", "description", "direction", "from", "to", "outbound", "steps", "timeout_s", "voice",
-        "transcribe", "seed", "echo"}  # fmt: skip
+        "transcribe", "seed", "echo", "frame_ms", "sample_rate"}  # fmt: skip
 
 
 def _parse_echo(raw: object, name: str) -> EchoSpec | None:
@@ -352,6 +430,10 @@ def parse_script(text: str, *, base_dir: Path | None = None) -> PhoneScript:
     seed = doc.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise top.fail(f"field 'seed' must be an integer, got {seed!r}")
+    frame_ms = _frame_ms(doc.get("frame_ms", 20), top)
+    sample_rate = doc.get("sample_rate")
+    if sample_rate is not None and (isinstance(sample_rate, bool) or sample_rate not in (16_000, 24_000)):
+        raise top.fail(f"field 'sample_rate' must be 16000 or 24000, got {sample_rate!r}")
     raw_steps = doc.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
         raise top.fail("field 'steps' must be a non-empty list")
@@ -369,6 +451,8 @@ def parse_script(text: str, *, base_dir: Path | None = None) -> PhoneScript:
         seed=seed,
         description=str(doc.get("description", "")),
         echo=_parse_echo(doc.get("echo"), name),
+        frame_ms=frame_ms,
+        sample_rate=sample_rate,
     )
 
 

@@ -66,9 +66,9 @@ class EchoGuard:
         block that is quieter than the audio it matches) and then only asks about that delay.
         """
         arrived = time.monotonic() if arrived is None else arrived
-        samples = np.frombuffer(frame, dtype="<i2").astype(np.float64)
-        if samples.size != self._frame:
+        if len(frame) != self._frame * 2:  # only whole 20 ms frames (odd bytes would not even decode)
             return False
+        samples = np.frombuffer(frame, dtype="<i2").astype(np.float64)
         block_end = self._mic_time(arrived)
         self._recent.append(samples)
         floor = (self._rms_floor**2) * samples.size
@@ -79,6 +79,11 @@ class EchoGuard:
             return False
         window, origin = ref
         mic = np.concatenate(self._recent)
+        if window.size < mic.size:
+            # The agent's audio started (plays) within the last block: too little reference to explain a
+            # whole block, and no positions to correlate at (this was the "caller audio right as agent
+            # audio starts" crash: argmax of an empty correlation).
+            return False
         mic_energy = float(np.dot(mic, mic))
         ncc, ref_energy = self._ncc(window, mic, mic_energy)
         # The delay each position stands for: from the reference's play time to the block's end.
@@ -94,6 +99,15 @@ class EchoGuard:
         if echo:
             self.frames_rejected += 1
         return echo
+
+    def reset(self) -> None:
+        """Fresh state (after a failure): forget the learned delay and the caller's recent frames. The
+        reference keeps flowing from playback; old entries are harmless and age out."""
+        self._recent.clear()
+        self._candidate = None
+        self.delay = None
+        self._mic_origin = None
+        self._mic_frames = 0
 
     def _mic_time(self, arrived: float) -> float:
         """When this frame's last sample was sent, on the caller's steady 20 ms clock."""

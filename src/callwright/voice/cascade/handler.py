@@ -21,6 +21,7 @@ backchannels then cost a StopAudio too.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import threading
@@ -30,7 +31,7 @@ from typing import Any, Literal
 
 from callwright.acs.media import AudioData, AudioMetadata
 from callwright.agents.base import Handoff, HangUp, Orchestrator, TextChunk, ToolInvoked, Transfer, Turn
-from callwright.logs import call_scope
+from callwright.logs import call_scope, pii
 from callwright.sessions.registry import CallRecord
 from callwright.speech.base import Recognizer, Synthesizer
 from callwright.speech.pools import PoolClosed, PoolExhausted
@@ -44,6 +45,7 @@ from callwright.voice.cascade.heard import (
 )
 from callwright.voice.cascade.playback import Playback, Segment
 from callwright.voice.cascade.recognition import RecognitionLane, Utterance
+from callwright.voice.health import media_health
 
 log = logging.getLogger("callwright.cascade")
 
@@ -52,6 +54,13 @@ DTMF_INTER_DIGIT_SECONDS = 2.0
 # language model turns a hum into in-domain words).
 PARTIAL_CONFIRM_WORDS = 3
 PARTIAL_CONFIRM_MIN_SECONDS = 0.4
+# Lane failures are counted over this window against MEDIA_LANE_MAX_RESTARTS.
+LANE_FAILURE_WINDOW_SECONDS = 60.0
+# What a caller hears when their speech can no longer be heard (then a transfer, or the call ends).
+LOST_INPUT_APOLOGY = "I'm sorry, I'm having trouble hearing you."
+LOST_INPUT_TRANSFER = "Let me connect you to a colleague who can help."
+LOST_INPUT_GOODBYE = "Please call us back in a few minutes. Goodbye."
+APOLOGY_TIMEOUT_SECONDS = 15.0
 
 
 @dataclass
@@ -112,6 +121,11 @@ class SpeechCascadeHandler:
         self._stopped = False
         self._started = False
         self.turn_metrics: list[dict[str, float]] = []
+        # Supervision of the recognition lane (restart with fresh state; give up with an apology).
+        self._lane_failures: collections.deque[float] = collections.deque()
+        self._restarting = False
+        self.degraded = False  # speech input was lost for good: apologised, then transferred or ended
+        self.lane_restarts = 0
 
     @property
     def memo(self) -> Any:
@@ -133,8 +147,16 @@ class SpeechCascadeHandler:
             return
         self.orchestrator = self._orchestrator_override or self._st.orchestrator_factory(self._record)
         self.playback.start()
+        self._lane = self._new_lane(loop)
+        self._turn_loop_task = loop.create_task(self._turn_loop(), name=f"turns:{self._record.call_connection_id}")
+        self._turns.put_nowait(("greeting", None))
+        log.info("speech cascade started")
+
+    def _new_lane(self, loop: asyncio.AbstractEventLoop) -> RecognitionLane:
+        """A recognition lane with a fresh segmenter over the call's recognizer, biased and started."""
+        assert self._stt is not None
         self._segmenter = self._engines.new_segmenter()
-        self._lane = RecognitionLane(
+        lane = RecognitionLane(
             call_id=self._record.call_connection_id,
             recognizer=self._stt,
             segmenter=self._segmenter,
@@ -149,12 +171,161 @@ class SpeechCascadeHandler:
             on_voice_hint=self._on_voice_hint,
             echo_guard=self.echo_guard,
             workers=getattr(self._st, "recognition_workers", None),
+            on_failure=self._on_lane_failure,
+            on_echo_guard_reset=self._on_echo_guard_reset,
         )
-        self._lane.bias(self._phrases())
-        self._lane.start()
-        self._turn_loop_task = loop.create_task(self._turn_loop(), name=f"turns:{self._record.call_connection_id}")
-        self._turns.put_nowait(("greeting", None))
-        log.info("speech cascade started")
+        lane.bias(self._phrases())
+        lane.start()
+        return lane
+
+    # --- supervision (on the event loop) ---------------------------------------------------------
+    def _on_echo_guard_reset(self) -> None:
+        media_health(self._st).lane_restarted("echo_guard")
+
+    def _on_lane_failure(self, component: str) -> None:
+        if not self._stopped and not self.degraded:
+            self._spawn(self._restart_lane(component))
+
+    async def _restart_lane(self, component: str) -> None:
+        """Replace a failed lane with one on fresh state (new segmenter, recognizer reset or replaced from
+        the pool) at once; too many failures, or a restart that fails, end in :meth:`_lose_speech_input`."""
+        if self._restarting or self._stopped or self.degraded:
+            return
+        self._restarting = True
+        health = media_health(self._st)
+        loop = asyncio.get_running_loop()
+        try:
+            now = time.monotonic()
+            self._lane_failures.append(now)
+            while self._lane_failures and now - self._lane_failures[0] > LANE_FAILURE_WINDOW_SECONDS:
+                self._lane_failures.popleft()
+            limit = self._settings.media_lane_max_restarts
+            if len(self._lane_failures) > limit:
+                health.restart_failed()
+                failures = len(self._lane_failures)
+                await self._lose_speech_input(f"the recognition lane failed {failures} times in a minute")
+                return
+            old = self._lane
+            if old is not None:
+                old.stop()
+                # The old segmenter is dropped, not returned for reuse: its VAD may be what failed.
+                if not await loop.run_in_executor(None, old.join, 1.0):
+                    log.error("failed recognition lane did not stop within 1 s")
+            await self._fresh_recognizer()
+            if self._stopped or self.degraded:
+                return
+            self._lane = self._new_lane(loop)
+            self._settle_barge_in_after_restart()
+            self.lane_restarts += 1
+            health.lane_restarted(component)
+            log.warning("recognition lane restarted with fresh state (%s failure %d of %d allowed a minute)",
+                        component, len(self._lane_failures), limit)  # fmt: skip
+        except Exception:
+            log.exception("restarting the recognition lane failed")
+            health.restart_failed()
+            await self._lose_speech_input("the recognition lane could not be restarted")
+        finally:
+            self._restarting = False
+
+    async def _fresh_recognizer(self) -> None:
+        """Reset the call's recognizer; one that cannot be reset goes back to the pool (which drops it)
+        and a fresh one is acquired."""
+        stt = self._stt
+        assert stt is not None
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, stt.reset)
+            return
+        except Exception:
+            log.exception("recognizer reset failed; replacing it from the pool")
+        self._stt = None
+        self._engines.stt_pool.release(stt)
+        self._stt = await self._engines.stt_pool.acquire()
+
+    def _settle_barge_in_after_restart(self) -> None:
+        """The utterance in flight died with the lane: a pending barge-in resumes the reply and any hold is
+        let go, so the agent is never left paused waiting for a verdict that cannot come."""
+        barge, self._barge = self._barge, None
+        if barge is not None and not barge.confirmed and self._reply is barge.reply:
+            self.playback.resume(restart_interrupted=True)
+        else:
+            self.playback.release()
+
+    async def _lose_speech_input(self, why: str) -> None:
+        """Never silent deafness: the caller hears an apology, then is transferred (the scenario has a
+        person to transfer to) or the call is ended through call automation."""
+        if self.degraded or self._stopped:
+            return
+        self.degraded = True
+        scenario = getattr(self._st, "scenario", None)
+        target = getattr(scenario, "human_number", None) if scenario is not None else None
+        media_health(self._st).call_degraded("transferred" if target else "ended")
+        log.error("speech input lost (%s); apologising, then %s", why, "transferring" if target else "hanging up")
+        if not self._take_over(reason="speech input lost"):
+            return
+        text = f"{LOST_INPUT_APOLOGY} {LOST_INPUT_TRANSFER if target else LOST_INPUT_GOODBYE}"
+        try:
+            await asyncio.wait_for(self._say_now(text), APOLOGY_TIMEOUT_SECONDS)
+        except Exception:
+            log.exception("the apology could not be played")
+        if self.memo is not None:
+            self.memo.append_history("assistant", text, agent="system", reason="speech input lost")
+            self.memo.persist_background()
+        if target:
+            await self._transfer(target)
+        else:
+            await self._hang_up(f"speech input lost: {why}")
+
+    def _take_over(self, *, reason: str) -> bool:
+        """Stop listening and end the agent's turn (what was heard of its reply goes into history, marked
+        ``reason``), so the server can say one last thing. False when the caller is gone already."""
+        if self._lane is not None:
+            self._lane.stop()
+        for task in (self._turn_loop_task, self._turn_task):
+            if task is not None and not task.done():
+                task.cancel()
+        self._barge = None
+        if self._reply is not None:
+            self._record_interrupted(self.playback.clear(), reason=reason)
+            self._reply = None
+        else:
+            self.playback.clear()
+        if self._transport.closed:
+            return False
+        self.playback.reopen()
+        return True
+
+    async def say_goodbye(self, text: str) -> None:
+        """The server is closing the call (shutdown drain): the agent's turn gives way to ``text``, played
+        to the end before the hang-up, so the caller is never left in dead air."""
+        if self._stopped or not self._started or self.degraded:
+            return
+        if not self._take_over(reason="server shutdown"):
+            return
+        await self._say_now(text)
+        if self.memo is not None:
+            self.memo.append_history("assistant", text, agent="system", reason="server shutdown")
+
+    async def _say_now(self, text: str) -> None:
+        """Speak ``text`` with the call's synthesizer; the pre-rendered apology if synthesis fails."""
+        loop = asyncio.get_running_loop()
+        seg = self.playback.new_segment(text)
+        tts = self._tts
+        ok = False
+        if tts is not None:
+
+            def sink(chunk: bytes) -> bool:
+                loop.call_soon_threadsafe(self.playback.append, seg, chunk)
+                return True
+
+            try:
+                ok = bool(await loop.run_in_executor(None, tts.synthesize, text, sink, self._settings.tts_voice))
+            except Exception:
+                log.exception("synthesis of the apology failed")
+        await asyncio.sleep(0)  # let the chunks posted by the sink land first
+        if not ok and not seg.pcm:
+            self.playback.append(seg, getattr(self._st, "apology_pcm", b""))
+        self.playback.finish(seg)
+        await self.playback.wait_played()
 
     def _phrases(self) -> list[str]:
         assert self.orchestrator is not None
@@ -187,7 +358,7 @@ class SpeechCascadeHandler:
         self._dtmf_timer = None
         digits, self._dtmf_digits = self._dtmf_digits, ""
         if digits:
-            log.info("DTMF input %s", digits)
+            log.info("DTMF input %s", pii(digits))
             self._turns.put_nowait(("dtmf", digits))
 
     async def stop(self) -> None:
@@ -465,7 +636,7 @@ class SpeechCascadeHandler:
                     (not utt.text or is_backchannel(utt.text)) and speech_ms <= self._settings.barge_in_confirm_ms
                 ) or is_short_non_interruption(utt.text, speech_ms)
                 if not_an_interruption and self._reply is barge.reply:
-                    log.info("not an interruption (%r, %d ms); resuming the reply", utt.text, speech_ms)
+                    log.info("not an interruption (%r, %d ms); resuming the reply", pii(utt.text), speech_ms)
                     self.playback.resume(restart_interrupted=True)
                     self._metrics.barge_ins_total.labels("resumed").inc()
                     if self.memo is not None:

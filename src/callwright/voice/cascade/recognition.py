@@ -37,6 +37,11 @@ from callwright.voice.cascade.echo import EchoGuard
 log = logging.getLogger("callwright.cascade")
 
 HOLD_FRAMES = 5  # frames after the first voiced one for onset to confirm before a hold is let go
+FRAME_BYTES = 640  # 20 ms of 16 kHz s16le: all the lane, the VAD and the echo guard ever take
+# The echo guard is reset in place when it fails; this many failures within ECHO_GUARD_FAILURE_WINDOW
+# seconds turn it off for the call (hearing the caller matters more than ignoring echo).
+ECHO_GUARD_MAX_FAILURES = 3
+ECHO_GUARD_FAILURE_WINDOW = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +135,8 @@ class RecognitionLane:
         on_voice_hint: Callable[[bool], None] | None = None,
         echo_guard: EchoGuard | None = None,
         workers: RecognitionWorkers | None = None,
+        on_failure: Callable[[str], None] | None = None,
+        on_echo_guard_reset: Callable[[], None] | None = None,
     ) -> None:
         self._call_id = call_id
         self._recognizer = recognizer
@@ -144,6 +151,12 @@ class RecognitionLane:
         self._sustained_s = sustained_speech_seconds
         self._on_voice_hint = on_voice_hint
         self._echo_guard = echo_guard
+        # Told (on the loop) when the lane dies, so the handler can restart it with fresh state; and when
+        # the echo guard failed and was reset in place (the lane itself carries on).
+        self._on_failure = on_failure
+        self._on_echo_guard_reset = on_echo_guard_reset
+        self._echo_failures: collections.deque[float] = collections.deque(maxlen=ECHO_GUARD_MAX_FAILURES)
+        self.frames_dropped = 0  # frames that were not 20 ms at 16 kHz (the media edge re-frames; never expected)
         self._own_workers = workers is None
         self._workers = workers or RecognitionWorkers(1, name=f"recognition:{call_id}")
         self._frames: collections.deque[tuple[bytes, float]] = collections.deque()
@@ -160,6 +173,11 @@ class RecognitionLane:
         self._during_agent = False
         self._sustained_told = False
         self._held_for = -1  # frames since a hold was asked for; -1: no hold
+
+    @property
+    def dead(self) -> bool:
+        """The lane failed and takes no more frames (the handler restarts it)."""
+        return self._dead
 
     # --- called on the event loop ------------------------------------------------------------------
     def start(self) -> None:
@@ -211,10 +229,12 @@ class RecognitionLane:
             try:
                 self._slice()
             except Exception:
-                log.exception("recognition lane crashed; the call continues without speech input")
+                log.exception("recognition lane failed; asking for a restart with fresh state")
                 with self._lock:
                     self._dead = True
                     self._frames.clear()
+                if self._on_failure is not None:
+                    self._post(self._on_failure, "recognition")
             finally:
                 with self._lock:
                     if self._frames and not self._stopping and not self._dead:
@@ -243,8 +263,11 @@ class RecognitionLane:
 
     def _process(self, pcm: bytes, arrived: float) -> None:
         # The agent's own voice coming back up the line is not the caller: the VAD hears silence.
+        if len(pcm) != FRAME_BYTES:
+            self.frames_dropped += 1
+            return
         heard = pcm
-        if self._echo_guard is not None and self._echo_guard.is_echo(pcm, arrived):
+        if self._echo_guard is not None and self._is_echo(pcm, arrived):
             heard = bytes(len(pcm))
         event = self._segmenter.feed(heard, now=arrived)
         if event is None and not self._segmenter.in_speech and self._on_voice_hint is not None:
@@ -289,6 +312,27 @@ class RecognitionLane:
             final = self._recognizer.end_utterance()
             self._finish(final, event.time)
             self._apply_commands()
+
+    def _is_echo(self, pcm: bytes, arrived: float) -> bool:
+        """The echo guard's verdict; a guard that fails is reset in place (fresh state, this frame counts
+        as the caller's) and, failing again and again, switched off for the call."""
+        guard = self._echo_guard
+        assert guard is not None
+        try:
+            return guard.is_echo(pcm, arrived)
+        except Exception:
+            log.exception("echo guard failed; reset with fresh state")
+            guard.reset()
+            now = time.monotonic()
+            self._echo_failures.append(now)
+            if len(self._echo_failures) >= ECHO_GUARD_MAX_FAILURES and now - self._echo_failures[0] <= (
+                ECHO_GUARD_FAILURE_WINDOW
+            ):
+                log.error("echo guard failed %d times in a minute; off for this call", len(self._echo_failures))
+                self._echo_guard = None
+            if self._on_echo_guard_reset is not None:
+                self._post(self._on_echo_guard_reset)
+            return False
 
     def _hint(self) -> None:
         """Ask for a hold on the first voiced frame over the agent; let it go if onset does not follow."""
