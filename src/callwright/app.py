@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -20,9 +21,12 @@ from callwright.events.handlers import register_default_handlers
 from callwright.events.processor import CallEventProcessor
 from callwright.logs import configure_logging
 from callwright.metrics import Metrics
+from callwright.sessions.lifecycle import STOP_TIMEOUT_SECONDS, CallReaper, drain_calls, end_remaining_calls
 from callwright.sessions.registry import CallRegistry
+from callwright.sessions.saver import SessionSaver
 from callwright.sessions.store import build_store
 from callwright.voice.factory import MediaHandlerFactory
+from callwright.voice.health import MediaHealth
 
 log = logging.getLogger("callwright.app")
 
@@ -41,6 +45,7 @@ def _build_automation(settings: Settings) -> CallAutomation | None:
         verify=settings.tls_verify(),
         audio_channel=settings.acs_audio_channel,
         source_phone_number=settings.acs_source_phone_number,
+        request_timeout=settings.acs_request_timeout_seconds,
     )
 
 
@@ -65,11 +70,29 @@ def create_app(settings: Settings | None = None, *, configure_media: Any = None)
         st = app.state
         st.settings = settings
         st.metrics = Metrics()
-        st.calls = CallRegistry()
+        st.media_health = MediaHealth(st.metrics)
         st.pending_outbound = {}
+        # True from SIGTERM on: /ready answers 503, no new call is answered or placed.
+        st.draining = False
         st.store = build_store(
-            settings.redis_url, prefix=settings.session_key_prefix, ttl_seconds=settings.session_ttl_seconds
+            settings.redis_url,
+            prefix=settings.session_key_prefix,
+            ttl_seconds=settings.session_ttl_seconds,
+            max_connections=settings.redis_max_connections,
+            pool_timeout=settings.redis_pool_timeout,
         )
+        # Final saves that could not land when their call ended are retried here, spilled to disk at exit
+        # and replayed at the next start (see sessions/saver.py).
+        st.saver = SessionSaver(
+            st.store,
+            spill_dir=settings.session_spill_dir.resolve(),
+            retry_seconds=settings.session_final_save_retry_seconds,
+            recent_limit=settings.calls_recent_limit,
+            metrics=st.metrics,
+        )
+        st.calls = CallRegistry(settings.calls_recent_limit, store=st.store, saver=st.saver)
+        await st.saver.replay()
+        await st.calls.restore()
         st.http = httpx.AsyncClient(timeout=5.0, verify=settings.tls_verify())
         st.token_verifier = _build_verifier(settings, st.http)
         st.automation = _build_automation(settings)
@@ -82,6 +105,27 @@ def create_app(settings: Settings | None = None, *, configure_media: Any = None)
         if configure_media is not None:
             configure_media(st, st.media_factory)
         st.metrics.watch_pools(lambda: st.pool_stats())
+        st.reaper = CallReaper(
+            st, idle_seconds=settings.call_idle_reap_minutes * 60, interval=settings.call_reap_interval_seconds
+        )
+        st.reaper.start()
+
+        async def drain() -> None:
+            await drain_calls(st, settings)
+
+        async def end_calls_now() -> None:
+            st.draining = True
+            try:
+                async with asyncio.timeout(settings.acs_request_timeout_seconds + STOP_TIMEOUT_SECONDS + 5):
+                    await end_remaining_calls(st, settings, goodbye=False)
+            except TimeoutError:
+                log.error("ending the remaining calls timed out; their sessions are saved or spilled")
+
+        # Run by callwright.serving.CallwrightServer: drain() on the first SIGTERM; end_calls_now() when
+        # it shuts down anyway (drain done, cut short by a second signal, or told to exit directly) —
+        # both before uvicorn closes the connections, so calls are hung up rather than cut off.
+        st.drain = drain
+        st.end_calls_now = end_calls_now
         # Everything built so far (modules, models, pools) lives as long as the server. Left in the
         # collector's oldest generation, each full collection walked ~250,000 such objects on the event
         # loop — 50-110 ms stalls that playback (60 ms ahead) heard as gaps at 20 calls. Frozen, they are
@@ -92,14 +136,18 @@ def create_app(settings: Settings | None = None, *, configure_media: Any = None)
         try:
             yield
         finally:
-            for record in st.calls.active():
-                if record.media_handler is not None:
-                    try:
-                        await record.media_handler.stop()
-                    except Exception:
-                        log.exception("media handler failed to stop at shutdown")
+            st.draining = True
+            await st.reaper.close()
+            # Calls still up here (no drain ran: a second signal, or the server was stopped directly):
+            # hang them up rather than leave callers in dead air, and save them.
+            await end_calls_now()
+            for record in st.calls.active():  # not ended in time: keep their sessions at least
                 if record.memo is not None:
-                    await record.memo.final_persist(give_up_after=2.0)
+                    st.saver.adopt(record.memo)
+            left = await st.saver.flush(min(settings.shutdown_save_seconds, 2.0))
+            if left:
+                await st.saver.spill()
+            await st.saver.close()
             await st.processor.close()
             await cleanup()
             if st.automation is not None:
@@ -108,6 +156,7 @@ def create_app(settings: Settings | None = None, *, configure_media: Any = None)
             await st.store.close()
 
     app = FastAPI(title="Callwright", version=__version__, lifespan=lifespan)
+    app.state.settings = settings  # read before start-up by callwright.serving (timeouts, connection cap)
     app.include_router(webhook.router)
     app.include_router(calls.router)
     app.include_router(media.router)

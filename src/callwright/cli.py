@@ -23,22 +23,43 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="interface to listen on"),
     port: int = typer.Option(8080, help="port to listen on"),
 ) -> None:
-    """Run the server (settings from the environment and .env)."""
-    import uvicorn
+    """Run the server (settings from the environment and .env).
 
+    SIGTERM drains: /ready answers 503, no new calls, active calls get SHUTDOWN_GRACE_SECONDS, then a
+    goodbye and a hang-up; sessions are saved (or spilled to SESSION_SPILL_DIR) before the process exits.
+    """
     from callwright.app import create_app
     from callwright.config import load_settings
+    from callwright.serving import ServerLimits, build_server
 
     settings = load_settings()
-    # Per-message deflate costs CPU and event-loop time on every 20 ms audio frame for ~nothing (base64 PCM).
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=None,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-    )
+    server = build_server(create_app(settings), host=host, port=port, limits=ServerLimits.from_settings(settings))
+    server.run()
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="Operator API keys: make one, or hash one for OPERATOR_API_KEYS.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new(
+    role: str = typer.Option("operator", help="viewer (reads) or operator (also places and hangs up calls)"),
+) -> None:
+    """Make a random key; prints the key (for the client) and its OPERATOR_API_KEYS entry (for the server)."""
+    from callwright.security.keys import main as keys_main
+
+    raise typer.Exit(keys_main(["new", "--role", role]))
+
+
+@keys_app.command("hash")
+def keys_hash(
+    key: str = typer.Argument("-", help="the key; '-' (default) reads it from stdin, keeping it out of shell history"),
+    role: str | None = typer.Option(None, help="print a whole role:hash entry"),
+) -> None:
+    """Print the SHA-256 of an existing key, the form OPERATOR_API_KEYS stores."""
+    from callwright.security.keys import main as keys_main
+
+    raise typer.Exit(keys_main(["hash", key, *(["--role", role] if role else [])]))
 
 
 @app.command()
@@ -89,11 +110,16 @@ def bench(
     as_json: bool = typer.Option(False, "--json", help="print the results alone, as one JSON object"),
     out: Path | None = typer.Option(None, "--out", help="also write the JSON results to this file"),
     markdown_out: Path | None = typer.Option(None, "--markdown", help="also write a RESULTS.md-style report"),
+    robustness: bool = typer.Option(
+        False,
+        "--robustness",
+        help="only the robustness section: attack a local stack; count 5xx, deaf calls, forgeries, lost transcripts",
+    ),
 ) -> None:
     """Benchmark latency, barge-in, density and leaks, measured at the caller's ear by the emulator."""
     from callwright.bench.command import run_bench_command
 
-    raise typer.Exit(run_bench_command(quick, as_json, out, markdown_out))
+    raise typer.Exit(run_bench_command(quick, as_json, out, markdown_out, robustness))
 
 
 def main() -> None:

@@ -105,3 +105,38 @@ async def test_server_keeps_the_call_through_a_redis_outage(redis_server):
             doc = await edge.state.store.load(cid)
             assert doc["context"]["participants"][0] == "4:+18447649276"
             assert (await http.get(f"{edge.url}/ready")).status_code == 200
+
+
+async def test_version_check_reads_documents_written_before_versioning(redis_server):
+    """A document from the previous layout (no version, other key order) is merged, never overwritten."""
+    client = aioredis.from_url(redis_server.url)
+    store = RedisSessionStore(redis_server.url, prefix="cwtest", ttl_seconds=600)
+    try:
+        legacy = {"call_connection_id": "old", "context": {"a": 1}, "history": [{"role": "user", "content": "x"}]}
+        await client.set("cwtest:session:old", json.dumps(legacy))
+        memo = MemoManager("old", store)  # believes nothing is stored (version 0)
+        memo.append_history("assistant", "y")
+        assert await memo.persist_to_redis_async()
+        doc = json.loads(await client.get("cwtest:session:old"))
+        assert [m["content"] for m in doc["history"]] == ["x", "y"]
+        assert doc["context"] == {"a": 1} and doc["version"] == 1
+        raw = await client.get("cwtest:session:old")
+        assert raw.startswith(b'{"version": 1')  # version first: the Lua check reads it without decoding
+    finally:
+        await client.aclose()
+        await store.close()
+
+
+async def test_a_small_redis_pool_makes_writers_wait_instead_of_failing(redis_server):
+    store = RedisSessionStore(redis_server.url, prefix="cwtest", ttl_seconds=600, max_connections=2, pool_timeout=10)
+    try:
+        memos = [MemoManager(f"pool-{i}", store) for i in range(40)]
+        for memo in memos:
+            memo.append_history("user", memo.call_connection_id)
+        results = await asyncio.gather(*(m.persist_to_redis_async() for m in memos))
+        assert all(results)  # 40 writers through 2 connections: queued, none refused
+        assert store.health()["reachable"] is True
+        for memo in memos:
+            assert (await store.load(memo.call_connection_id))["history"][0]["content"] == memo.call_connection_id
+    finally:
+        await store.close()

@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from azure.communication.callautomation import (
     AudioFormat,
@@ -19,7 +21,7 @@ from azure.communication.callautomation import (
     PhoneNumberIdentifier,
     StreamingTransportType,
 )
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 
 from callwright.acs.client import build_async_client
 from callwright.acs.identifiers import raw_id_for
@@ -27,9 +29,32 @@ from callwright.acs.media import TONE_CHARS
 
 log = logging.getLogger("callwright.calls")
 
+T = TypeVar("T")
+DEFAULT_TIMEOUT_SECONDS = 10.0
+
 
 class CallControlError(RuntimeError):
     """A call-control request failed; the message says which and why."""
+
+
+async def _bounded(op: str, call: Awaitable[T], timeout: float) -> T:
+    """Run one SDK request with a deadline; transport failures become a CallControlError naming ``op``.
+
+    The SDK retries refused connections with back-off for a long time: with ACS down a request must fail
+    within ``timeout`` with a clear reason, not hold an API request (or the shutdown) open.
+    HttpResponseError (ACS answered with an error) propagates for the caller to word.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            return await call
+    except TimeoutError:
+        log.error("%s: ACS did not answer within %.1fs", op, timeout)
+        raise CallControlError(f"{op} timed out: ACS did not answer within {timeout:g}s") from None
+    except HttpResponseError:
+        raise
+    except AzureError as exc:  # ServiceRequestError and friends: connection refused, DNS, TLS
+        log.error("%s: ACS unreachable: %s", op, type(exc).__name__)
+        raise CallControlError(f"{op} failed: ACS unreachable ({type(exc).__name__}: {exc})") from exc
 
 
 def sdk_identifier(target: str) -> PhoneNumberIdentifier | CommunicationUserIdentifier:
@@ -56,8 +81,10 @@ class CallAutomation:
         verify: bool | str = True,
         audio_channel: str = "mixed",
         source_phone_number: str | None = None,
+        request_timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
-        self._client = build_async_client(connection_string, verify=verify)
+        self._client = build_async_client(connection_string, verify=verify, timeout=request_timeout)
+        self.request_timeout = request_timeout
         self.callback_url = callback_url
         self.media_url = media_url
         self._audio_channel = audio_channel
@@ -81,25 +108,44 @@ class CallAutomation:
 
     async def answer(self, incoming_call_context: str, *, operation_context: str | None = None) -> AnsweredCall:
         try:
-            props = await self._client.answer_call(
-                incoming_call_context,
-                self.callback_url,
-                media_streaming=self._media_options(),
-                operation_context=operation_context,
+            props = await _bounded(
+                "answer_call",
+                self._client.answer_call(
+                    incoming_call_context,
+                    self.callback_url,
+                    media_streaming=self._media_options(),
+                    operation_context=operation_context,
+                ),
+                self.request_timeout,
             )
         except HttpResponseError as exc:
             raise CallControlError(f"answer_call failed: {exc.status_code} {exc.message}") from exc
         return AnsweredCall(props.call_connection_id, props.server_call_id, getattr(props, "correlation_id", None))
 
+    async def reject(self, incoming_call_context: str, *, reason: str = "busy") -> None:
+        """Refuse an incoming call (e.g. while shutting down): ACS tells the caller the line is busy."""
+        try:
+            await _bounded(
+                "reject_call",
+                self._client.reject_call(incoming_call_context, call_reject_reason=reason),
+                self.request_timeout,
+            )
+        except HttpResponseError as exc:
+            raise CallControlError(f"reject_call failed: {exc.status_code} {exc.message}") from exc
+
     async def create(self, target: str, *, operation_context: str | None = None) -> AnsweredCall:
         source = PhoneNumberIdentifier(self._source_number) if self._source_number else None
         try:
-            props = await self._client.create_call(
-                sdk_identifier(target),
-                self.callback_url,
-                source_caller_id_number=source,
-                media_streaming=self._media_options(),
-                operation_context=operation_context,
+            props = await _bounded(
+                "create_call",
+                self._client.create_call(
+                    sdk_identifier(target),
+                    self.callback_url,
+                    source_caller_id_number=source,
+                    media_streaming=self._media_options(),
+                    operation_context=operation_context,
+                ),
+                self.request_timeout,
             )
         except HttpResponseError as exc:
             raise CallControlError(f"create_call failed: {exc.status_code} {exc.message}") from exc
@@ -110,6 +156,21 @@ class CallAutomation:
 
     def connection(self, call_connection_id: str) -> Any:
         return self._client.get_call_connection(call_connection_id)
+
+    async def call_state(self, call_connection_id: str) -> str | Literal["gone"]:
+        """ACS's view of a call: its ``callConnectionState`` (e.g. "connected"), or "gone" when ACS no
+        longer knows it (404). Raises CallControlError when ACS cannot be asked."""
+        try:
+            props = await _bounded(
+                "get_call_properties",
+                self.connection(call_connection_id).get_call_properties(),
+                self.request_timeout,
+            )
+        except ResourceNotFoundError:
+            return "gone"
+        except HttpResponseError as exc:
+            raise CallControlError(f"get_call_properties failed: {exc.status_code} {exc.message}") from exc
+        return str(getattr(props, "call_connection_state", None) or "unknown").lower()
 
     async def close(self) -> None:
         await self._client.close()
@@ -125,7 +186,11 @@ class CallActions:
 
     async def hang_up(self) -> None:
         try:
-            await self._automation.connection(self.call_connection_id).hang_up(is_for_everyone=True)
+            await _bounded(
+                "hang_up",
+                self._automation.connection(self.call_connection_id).hang_up(is_for_everyone=True),
+                self._automation.request_timeout,
+            )
         except ResourceNotFoundError:
             log.info("hang up: call already gone")
         except HttpResponseError as exc:
@@ -133,8 +198,12 @@ class CallActions:
 
     async def transfer(self, target: str) -> None:
         try:
-            await self._automation.connection(self.call_connection_id).transfer_call_to_participant(
-                sdk_identifier(target), operation_context="callwright-transfer"
+            await _bounded(
+                "transfer",
+                self._automation.connection(self.call_connection_id).transfer_call_to_participant(
+                    sdk_identifier(target), operation_context="callwright-transfer"
+                ),
+                self._automation.request_timeout,
             )
         except HttpResponseError as exc:
             raise CallControlError(f"transfer failed: {exc.status_code} {exc.message}") from exc
@@ -144,8 +213,12 @@ class CallActions:
             raise CallControlError("send_dtmf: the caller's identifier is unknown")
         names = [TONE_CHARS[t] for t in tones.upper() if t in TONE_CHARS]
         try:
-            await self._automation.connection(self.call_connection_id).send_dtmf_tones(
-                names, sdk_identifier(self.caller_raw_id)
+            await _bounded(
+                "send_dtmf",
+                self._automation.connection(self.call_connection_id).send_dtmf_tones(
+                    names, sdk_identifier(self.caller_raw_id)
+                ),
+                self._automation.request_timeout,
             )
         except HttpResponseError as exc:
             raise CallControlError(f"send_dtmf failed: {exc.status_code} {exc.message}") from exc

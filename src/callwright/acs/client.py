@@ -36,11 +36,18 @@ def parse_connection_string(conn: str) -> AcsEndpoint:
     return AcsEndpoint(endpoint=f"{split.scheme}://{split.netloc}", access_key=key)
 
 
-def build_async_client(conn: str, *, verify: bool | str = True):  # -> aio.CallAutomationClient
+def build_async_client(
+    conn: str, *, verify: bool | str = True, timeout: float | None = None
+):  # -> aio.CallAutomationClient
     from azure.communication.callautomation.aio import CallAutomationClient
 
     ep = parse_connection_string(conn)
     kwargs: dict[str, object] = {}
+    if timeout is not None:
+        # Transport-level bounds for each attempt; CallAutomation also bounds each whole request
+        # (retries included) with asyncio.timeout, because the SDK retries refused connections.
+        kwargs["connection_timeout"] = min(timeout, 5.0)
+        kwargs["read_timeout"] = timeout
     if verify is not True:
         kwargs["connection_verify"] = verify
     return CallAutomationClient(ep.endpoint, AzureKeyCredential(ep.access_key), **kwargs)

@@ -1,9 +1,13 @@
 """MemoManager: one call's conversation state (context, history, metrics), synced to a SessionStore.
 
-Writes are snapshots of the whole document, versioned, so a retry after an outage always lands the
-newest state and an older write can never overwrite a newer one. A failed write keeps the state in
-memory and retries with back-off until it lands: Redis going away mid-call never stops the call and
-never loses what the call already accepted.
+Writes are snapshots of the whole document, each carrying the stored ``version`` it was based on plus
+one, and land only through a compare-and-set on that version. A memo therefore never overwrites a
+stored session it has not seen: one whose load failed (Redis stalled when this replica first saw the
+call) re-loads and merges before its first write, and one that meets a newer stored version (another
+replica wrote) merges too — stored history + the messages added here, stored context + the keys set
+here. A store that lost the document (restarted without persistence, TTL) gets the full state back.
+A failed write keeps the state in memory and retries with back-off until it lands; a call's final save
+that cannot land is handed to the app's SessionSaver (see CallRegistry.finish), which outlives the call.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ import logging
 import time
 from typing import Any
 
-from callwright.sessions.store import SessionStore, StoreUnavailable
+from callwright.sessions.store import SessionStore, StoreUnavailable, VersionConflict, version_of
 
 log = logging.getLogger("callwright.sessions")
+
+# Conflicts in a row before a write gives up for now (and retries later): another writer keeps winning.
+MAX_MERGES_PER_WRITE = 5
 
 
 class MemoManager:
@@ -36,8 +43,14 @@ class MemoManager:
         self.context: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
         self.metrics: list[dict[str, Any]] = []
-        self._version = 0
-        self._persisted_version = 0
+        self._changes = 0  # local mutations so far
+        self._saved_changes = 0  # ... of which the store has all up to this count
+        # The stored version our state is based on; None = unknown (the load failed), so the first write
+        # must load and merge first. 0 = nothing stored.
+        self._base_version: int | None = 0
+        self._base_history = 0  # history[:n] is in the stored document; later entries are ours alone
+        self._base_metrics = 0
+        self._dirty_keys: dict[str, int] = {}  # context keys set here → change count when set
         self._pending: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self._closed = False
@@ -49,23 +62,45 @@ class MemoManager:
         try:
             doc = await store.load(call_connection_id)
         except StoreUnavailable:
-            doc = None
-            log.warning("session store unreachable at load; starting an empty session [call=%s]", call_connection_id)
-        if doc:
-            memo.context = dict(doc.get("context") or {})
-            memo.history = list(doc.get("history") or [])
-            memo.metrics = list(doc.get("metrics") or [])
-            memo._version = memo._persisted_version = int(doc.get("version") or 0)
+            memo._base_version = None
+            log.warning(
+                "session store unreachable at load; the session will be merged with the stored one "
+                "before its first write [call=%s]",
+                call_connection_id,
+            )
+            # Re-load as soon as the store is back, so the agent sees the earlier history quickly.
+            with contextlib.suppress(RuntimeError):
+                memo.persist_background(0)
+            return memo
+        memo._adopt_document(doc)
         return memo
+
+    @classmethod
+    def from_document(cls, call_connection_id: str, store: SessionStore, doc: dict[str, Any]) -> MemoManager:
+        """A memo holding a stored document as it is (API reads of calls from before a restart)."""
+        memo = cls(call_connection_id, store)
+        memo._adopt_document(doc)
+        return memo
+
+    def _adopt_document(self, doc: dict[str, Any] | None) -> None:
+        if doc is None:
+            return
+        self.context = dict(doc.get("context") or {})
+        self.history = list(doc.get("history") or [])
+        self.metrics = list(doc.get("metrics") or [])
+        self._base_version = version_of(doc)
+        self._base_history = len(self.history)
+        self._base_metrics = len(self.metrics)
 
     # -- the seed's API ----------------------------------------------------------------------------
     def set_context(self, key: str, value: Any) -> None:
         self.context[key] = value
-        self._touch()
+        self._touch(key)
 
     def update_context(self, values: dict[str, Any]) -> None:
         self.context.update(values)
-        self._touch()
+        for key in values:
+            self._touch(key)
 
     def get_context(self, key: str, default: Any = None) -> Any:
         return self.context.get(key, default)
@@ -101,8 +136,8 @@ class MemoManager:
 
     def snapshot(self) -> dict[str, Any]:
         return {
+            "version": max(self._base_version or 0, 0) + 1,
             "call_connection_id": self.call_connection_id,
-            "version": self._version,
             "context": copy.deepcopy(self.context),
             "history": copy.deepcopy(self.history),
             "metrics": copy.deepcopy(self.metrics),
@@ -110,25 +145,110 @@ class MemoManager:
 
     @property
     def dirty(self) -> bool:
-        return self._version != self._persisted_version
+        """Something here is not in the store yet (or the stored document has not been seen yet)."""
+        return self._changes != self._saved_changes or self._base_version is None
+
+    @property
+    def stored_version(self) -> int | None:
+        return self._base_version
+
+    # -- spilling to disk and back -----------------------------------------------------------------
+    def spill_state(self) -> dict[str, Any]:
+        """Everything needed to land this memo later from another process (see SessionSaver)."""
+        return {
+            "call_connection_id": self.call_connection_id,
+            "document": self.snapshot(),
+            "base_version": self._base_version,
+            "base_history": self._base_history,
+            "base_metrics": self._base_metrics,
+            "dirty_keys": sorted(self._dirty_keys),
+        }
+
+    @classmethod
+    def from_spill(cls, state: dict[str, Any], store: SessionStore) -> MemoManager:
+        doc = state["document"]
+        memo = cls(str(state["call_connection_id"]), store)
+        memo.context = dict(doc.get("context") or {})
+        memo.history = list(doc.get("history") or [])
+        memo.metrics = list(doc.get("metrics") or [])
+        base = state.get("base_version")
+        memo._base_version = None if base is None else int(base)
+        memo._base_history = min(int(state.get("base_history") or 0), len(memo.history))
+        memo._base_metrics = min(int(state.get("base_metrics") or 0), len(memo.metrics))
+        memo._changes = 1  # spilled because unsaved
+        memo._dirty_keys = {str(k): 1 for k in state.get("dirty_keys") or [] if k in memo.context}
+        memo._closed = True
+        return memo
 
     # -- persistence -------------------------------------------------------------------------------
-    def _touch(self) -> None:
-        self._version += 1
+    def _touch(self, key: str | None = None) -> None:
+        self._changes += 1
+        if key is not None:
+            self._dirty_keys[key] = self._changes
+
+    def _rebase(self, doc: dict[str, Any] | None) -> None:
+        """Put what was changed here on top of the stored document ``doc``."""
+        if doc is None:
+            # Nothing stored: a new call, or the store lost the document. All we hold must be written.
+            had_base = self._base_history or self._base_metrics or (self._base_version or 0) > 0
+            self._base_version, self._base_history, self._base_metrics = 0, 0, 0
+            if had_base or self.context or self.history or self.metrics:
+                self._dirty_keys.update({k: self._changes + 1 for k in self.context})
+                self._touch()
+            return
+        ours_history = self.history[self._base_history :]
+        ours_metrics = self.metrics[self._base_metrics :]
+        stored_history = list(doc.get("history") or [])
+        stored_metrics = list(doc.get("metrics") or [])
+        context = dict(doc.get("context") or {})
+        for key in self._dirty_keys:
+            if key in self.context:
+                context[key] = self.context[key]
+        if ours_history or ours_metrics or self._dirty_keys:
+            log.info(
+                "session merged with stored version %d (%d stored + %d new messages) [call=%s]",
+                version_of(doc), len(stored_history), len(ours_history), self.call_connection_id,
+            )  # fmt: skip
+        self.history = stored_history + ours_history
+        self.metrics = stored_metrics + ours_metrics
+        self.context = context
+        self._base_version = version_of(doc)
+        self._base_history = len(stored_history)
+        self._base_metrics = len(stored_metrics)
 
     async def persist_to_redis_async(self, store: SessionStore | None = None) -> bool:
-        """Write the current snapshot now. Returns False (and keeps the state) if the store is down."""
+        """Write the current state now. Returns False (and keeps the state) if the store is down."""
         target = store or self._store
         async with self._write_lock:
-            doc = self.snapshot()
-            if doc["version"] <= self._persisted_version and self._persisted_version:
+            for _ in range(MAX_MERGES_PER_WRITE):
+                if self._base_version is None:
+                    try:
+                        doc = await target.load(self.call_connection_id)
+                    except StoreUnavailable:
+                        return False
+                    self._rebase(doc)
+                if self._changes == self._saved_changes:
+                    return True
+                changes = self._changes
+                doc = self.snapshot()
+                try:
+                    await target.save(self.call_connection_id, doc, expected_version=self._base_version)
+                except StoreUnavailable:
+                    return False
+                except VersionConflict as exc:
+                    # Someone else wrote (another replica), or the store lost the document: merge, retry.
+                    log.info("%s; merging [call=%s]", exc, self.call_connection_id)
+                    self._base_version = None
+                    continue
+                self._base_version = doc["version"]
+                self._base_history = len(doc["history"])
+                self._base_metrics = len(doc["metrics"])
+                self._saved_changes = changes
+                self._dirty_keys = {k: c for k, c in self._dirty_keys.items() if c > changes}
                 return True
-            try:
-                await target.save(self.call_connection_id, doc)
-            except StoreUnavailable:
-                return False
-            self._persisted_version = max(self._persisted_version, doc["version"])
-            return True
+            log.warning("session write lost %d merges in a row; retrying later [call=%s]", MAX_MERGES_PER_WRITE,
+                        self.call_connection_id)  # fmt: skip
+            return False
 
     def persist_background(self, delay: float | None = None) -> None:
         """Debounced persist: many changes within ``delay`` become one write; retried until it lands."""
@@ -158,8 +278,13 @@ class MemoManager:
             self._pending.cancel()
         self._pending = None
 
-    async def final_persist(self, *, give_up_after: float = 30.0) -> bool:
-        """Cancel the debounced write and land the final state, retrying for up to ``give_up_after``."""
+    async def final_persist(self, *, give_up_after: float = 2.0) -> bool:
+        """Cancel the debounced write and try to land the final state for up to ``give_up_after``.
+
+        Returns False if it could not land yet: the state stays here, and CallRegistry.finish hands the
+        memo to the app's SessionSaver, which keeps retrying after the call has ended (and spills it to
+        disk if the process stops first).
+        """
         self.cancel_pending_persist()
         self._closed = True
         deadline = time.monotonic() + give_up_after
@@ -168,8 +293,8 @@ class MemoManager:
             if await self.persist_to_redis_async():
                 return True
             if time.monotonic() + backoff > deadline:
-                log.error(
-                    "final persist gave up after %.0fs; state kept only in memory [call=%s]",
+                log.warning(
+                    "final save did not land within %.1fs; handed to the background saver [call=%s]",
                     give_up_after,
                     self.call_connection_id,
                 )

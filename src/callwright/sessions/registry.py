@@ -2,19 +2,30 @@
 
 Session *conversation* state lives in MemoManager (synced to the store); the registry holds the live,
 process-local objects of active calls (memo, media handler) and a bounded list of recent calls for the API.
+With a store and a saver (built in the app's lifespan) finished calls are also remembered in the store,
+so the list and :meth:`CallRegistry.lookup` serve calls from before a restart.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from callwright.acs.identifiers import is_call_connection_id
 from callwright.sessions.memo import MemoManager
+from callwright.sessions.store import SessionStore, StoreUnavailable
+
+if TYPE_CHECKING:
+    from callwright.sessions.saver import SessionSaver
+
+log = logging.getLogger("callwright.sessions")
 
 CallState = Literal["initiating", "connecting", "connected", "transferring", "disconnected", "failed"]
 Mode = Literal["media", "voice_live"]
+CALL_STATES = frozenset(get_args(CallState))
 
 
 @dataclass
@@ -37,6 +48,15 @@ class CallRecord:
     memo: MemoManager | None = field(default=None, repr=False)
     media_handler: Any = field(default=None, repr=False)
     media_connected: bool = False
+    # Monotonic time of the last media frame or call event (see touch); the call reaper reads it.
+    last_activity: float = field(default_factory=time.monotonic, repr=False)
+
+    def touch(self) -> None:
+        """Something happened on this call (a media frame, an event): it is not abandoned."""
+        self.last_activity = time.monotonic()
+
+    def idle_seconds(self, now: float | None = None) -> float:
+        return (time.monotonic() if now is None else now) - self.last_activity
 
     def to_api(self, *, detail: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -62,19 +82,105 @@ class CallRecord:
             ]
         return out
 
+    def summary(self) -> dict[str, Any]:
+        """What the recent-calls list keeps in the store."""
+        return {**self.to_api(), "participants": list(self.participants)}
+
+    @classmethod
+    def from_summary(cls, data: dict[str, Any]) -> CallRecord:
+        state = data.get("state")
+        return cls(
+            call_connection_id=str(data["call_connection_id"]),
+            direction="outbound" if data.get("direction") == "outbound" else "inbound",
+            mode="voice_live" if data.get("mode") == "voice_live" else "media",
+            state=state if state in CALL_STATES else "disconnected",  # type: ignore[arg-type]
+            caller=data.get("caller"),
+            target=data.get("target"),
+            created_at=float(data.get("created_at") or 0.0),
+            connected_at=data.get("connected_at"),
+            ended_at=data.get("ended_at"),
+            end_reason=data.get("end_reason"),
+            participants=[str(p) for p in data.get("participants") or []],
+        )
+
+    @classmethod
+    def from_document(cls, call_id: str, doc: dict[str, Any]) -> CallRecord:
+        """A record rebuilt from a stored session alone (a call this process never saw end)."""
+        ctx = doc.get("context") or {}
+        state = ctx.get("call_state")
+        participants = ctx.get("participants")
+        stamps = [m["ts"] for m in doc.get("history") or [] if isinstance(m, dict) and isinstance(m.get("ts"), float)]
+        return cls(
+            call_connection_id=call_id,
+            direction="outbound" if ctx.get("direction") == "outbound" else "inbound",
+            mode="voice_live" if ctx.get("mode") == "voice_live" else "media",
+            state=state if state in CALL_STATES else "disconnected",
+            caller=ctx.get("caller"),
+            target=ctx.get("callee"),
+            created_at=min(stamps) if stamps else 0.0,  # the session holds no start time: first message
+            participants=[str(p) for p in participants] if isinstance(participants, list) else [],
+        )
+
 
 class CallRegistry:
-    def __init__(self, recent_limit: int = 200) -> None:
+    def __init__(
+        self,
+        recent_limit: int = 200,
+        *,
+        store: SessionStore | None = None,
+        saver: SessionSaver | None = None,
+    ) -> None:
         self._active: dict[str, CallRecord] = {}
         self._recent: OrderedDict[str, CallRecord] = OrderedDict()
         self._recent_limit = recent_limit
+        self._store = store
+        self._saver = saver
 
     def add(self, record: CallRecord) -> CallRecord:
+        record.touch()
         self._active[record.call_connection_id] = record
         return record
 
     def get(self, call_id: str) -> CallRecord | None:
         return self._active.get(call_id) or self._recent.get(call_id)
+
+    async def lookup(self, call_id: str) -> CallRecord | None:
+        """Like :meth:`get`, but also finds calls this process no longer (or never) held in memory —
+        e.g. after a restart — in the session store. For API reads."""
+        record = self.get(call_id)
+        if record is not None and (record.memo is not None or self._store is None or call_id in self._active):
+            return record
+        if self._store is None or not is_call_connection_id(call_id):
+            return record
+        try:
+            doc = await self._store.load(call_id)
+        except StoreUnavailable:
+            return record
+        if doc is None:
+            return record
+        if record is None:
+            record = CallRecord.from_document(call_id, doc)
+            self._remember_locally(record, newest=False)
+        record.memo = MemoManager.from_document(call_id, self._store, doc)
+        return record
+
+    async def restore(self) -> int:
+        """Load the persisted recent-calls list (at start); returns how many calls it held."""
+        if self._store is None:
+            return 0
+        try:
+            summaries = await self._store.recent_calls(self._recent_limit)
+        except StoreUnavailable:
+            log.warning("recent calls not restored: the session store is unreachable")
+            return 0
+        for data in reversed(summaries):  # oldest first, so the newest ends up last (= first in recent())
+            try:
+                record = CallRecord.from_summary(data)
+            except (KeyError, TypeError, ValueError):
+                continue
+            if record.call_connection_id not in self._active:
+                self._remember_locally(record, newest=True)
+        return len(summaries)
 
     def active(self) -> list[CallRecord]:
         return list(self._active.values())
@@ -90,7 +196,16 @@ class CallRegistry:
         rec.ended_at = time.time()
         rec.end_reason = reason
         rec.media_handler = None
-        self._recent[call_id] = rec
+        self._remember_locally(rec, newest=True)
+        if self._saver is not None:
+            if rec.memo is not None and rec.memo.dirty:
+                # Its final save has not landed (store down): retried in the background, spilled at exit.
+                self._saver.adopt(rec.memo)
+            self._saver.remember(call_id, rec.summary(), rec.ended_at)
+
+    def _remember_locally(self, rec: CallRecord, *, newest: bool) -> None:
+        self._recent[rec.call_connection_id] = rec
+        self._recent.move_to_end(rec.call_connection_id, last=newest)
         while len(self._recent) > self._recent_limit:
             self._recent.popitem(last=False)
 

@@ -126,6 +126,7 @@ def build_engines(settings: Settings, instant_transcript: str = "") -> SpeechEng
         max_size=settings.stt_pool_size,
         warm=settings.stt_pool_warm,
         acquire_timeout=settings.pool_acquire_timeout,
+        idle_seconds=settings.pool_idle_seconds,
     )
     tts = EnginePool[Synthesizer](
         "tts",
@@ -133,6 +134,7 @@ def build_engines(settings: Settings, instant_transcript: str = "") -> SpeechEng
         max_size=settings.tts_pool_size,
         warm=settings.tts_pool_warm,
         acquire_timeout=settings.pool_acquire_timeout,
+        idle_seconds=settings.pool_idle_seconds,
     )
     return SpeechEngines(
         stt,

@@ -7,6 +7,9 @@ thread, so a ``finally`` in a dying call can always return its engines.
 
 Engine construction and reset block (a pocketsphinx decoder takes 10-400 ms to build), so both run in
 worker threads, never on the event loop.
+
+Pools shrink when idle: after a burst of calls, instances above ``warm`` that sat unused for
+``idle_seconds`` are closed (each holds a decoder or a synthesiser: tens of MB).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
 
@@ -56,9 +60,12 @@ class EnginePool(Generic[T]):
         acquire_timeout: float = 2.0,
         reset: Callable[[T], None] | None = None,
         close: Callable[[T], None] | None = None,
+        idle_seconds: float | None = 300.0,
     ) -> None:
         if max_size < 1:
             raise ValueError(f"pool {name!r}: max_size must be at least 1, got {max_size}")
+        if idle_seconds is not None and idle_seconds <= 0:
+            raise ValueError(f"pool {name!r}: idle_seconds must be positive, got {idle_seconds}")
         if warm < 0 or acquire_timeout < 0:
             raise ValueError(f"pool {name!r}: warm and acquire_timeout must not be negative")
         self.name = name
@@ -69,7 +76,11 @@ class EnginePool(Generic[T]):
         self._reset = reset or _call_method("reset")
         self._close_item = close or _call_method("close")
         self._cond = asyncio.Condition()
-        self._idle: list[T] = []
+        self._idle: list[T] = []  # oldest first; acquire takes the most recently used
+        self._idle_since: dict[int, float] = {}
+        self.idle_seconds = idle_seconds
+        self._trimmer: asyncio.Task[None] | None = None
+        self._trimmed = 0
         self._in_use: dict[int, T] = {}
         self._size = 0  # instances in existence or being built; never above max_size
         self._waiting = 0
@@ -85,6 +96,8 @@ class EnginePool(Generic[T]):
         self._loop = asyncio.get_running_loop()
         if self.warm:
             self._spawn(self._warm_up())
+        if self.idle_seconds is not None and self._trimmer is None:
+            self._trimmer = self._loop.create_task(self._trim_loop(), name=f"pool-trim:{self.name}")
 
     async def wait_warm(self) -> None:
         """Wait until the background warm-up has finished (for tests and /ready)."""
@@ -96,10 +109,16 @@ class EnginePool(Generic[T]):
         if self._closed:
             return
         self._closed = True
+        if self._trimmer is not None:
+            self._trimmer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._trimmer
+            self._trimmer = None
         async with self._cond:
             self._cond.notify_all()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
         idle, self._idle = self._idle, []
+        self._idle_since.clear()
         self._size -= len(idle)
         for item in idle:
             await asyncio.to_thread(self._safe_close, item)
@@ -136,6 +155,7 @@ class EnginePool(Generic[T]):
                 raise PoolClosed(f"{self.name} pool is closed")
             if self._idle:
                 item = self._idle.pop()
+                self._idle_since.pop(id(item), None)
                 self._in_use[id(item)] = item
                 return item
             self._size += 1  # reserve the slot before building outside the lock
@@ -175,6 +195,11 @@ class EnginePool(Generic[T]):
             "exhausted_count": self._exhausted,
         }
 
+    @property
+    def trimmed(self) -> int:
+        """Instances closed for having been idle too long."""
+        return self._trimmed
+
     # --- internals --------------------------------------------------------------------------------
     async def _build_for_caller(self) -> T:
         build = asyncio.ensure_future(asyncio.to_thread(self._factory))
@@ -213,7 +238,44 @@ class EnginePool(Generic[T]):
             return
         async with self._cond:
             self._idle.append(item)
+            self._idle_since[id(item)] = time.monotonic()
             self._cond.notify()
+
+    async def trim_idle(self, now: float | None = None) -> int:
+        """Close instances above ``warm`` idle for ``idle_seconds`` or more; returns how many."""
+        if self.idle_seconds is None or self._closed:
+            return 0
+        now = time.monotonic() if now is None else now
+        victims: list[T] = []
+        async with self._cond:
+            keep: list[T] = []
+            for item in self._idle:  # oldest first
+                since = self._idle_since.get(id(item), now)
+                if self._size - len(victims) > self.warm and now - since >= self.idle_seconds:
+                    victims.append(item)
+                    self._idle_since.pop(id(item), None)
+                else:
+                    keep.append(item)
+            self._idle = keep
+            self._size -= len(victims)
+            if victims:
+                self._cond.notify(len(victims))  # room to build again for any waiter
+        for item in victims:
+            await asyncio.to_thread(self._safe_close, item)
+        if victims:
+            self._trimmed += len(victims)
+            log.info("pool %s: closed %d idle instance(s); %d left", self.name, len(victims), self._size)
+        return len(victims)
+
+    async def _trim_loop(self) -> None:
+        assert self.idle_seconds is not None
+        period = min(max(self.idle_seconds / 2, 0.05), 30.0)
+        while not self._closed:
+            await asyncio.sleep(period)
+            try:
+                await self.trim_idle()
+            except Exception:
+                log.exception("pool %s: trimming idle instances failed", self.name)
 
     async def _warm_up(self) -> None:
         while not self._closed and self._size < self.warm:
