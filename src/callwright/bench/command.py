@@ -7,17 +7,23 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
-from callwright.bench.report import markdown, render_table, stamp
+from callwright.bench.report import markdown, render_robustness, render_table, robustness_markdown, stamp
+from callwright.bench.robustness import RobustnessPlan, run_robustness
 from callwright.bench.runner import BenchPlan, run_bench
 
 # Hidden knob for the smoke test: the smallest plan that still runs every phase.
 SIZE_ENV = "CALLWRIGHT_BENCH_SIZE"
 
 
-def run_bench_command(quick: bool, as_json: bool, out: Path | None, markdown_out: Path | None) -> int:
+def run_bench_command(
+    quick: bool, as_json: bool, out: Path | None, markdown_out: Path | None, robustness: bool = False
+) -> int:
+    """The whole bench; the full run ends with a reduced robustness pass. ``robustness`` runs only the
+    robustness section, at full size (``--quick``: the reduced pass; CALLWRIGHT_BENCH_SIZE=tiny: tiny)."""
     err = Console(stderr=True)
     size = os.environ.get(SIZE_ENV, "quick" if quick else "full")
     plans = {"full": BenchPlan.full, "quick": BenchPlan.quick, "tiny": BenchPlan.tiny}
@@ -28,8 +34,13 @@ def run_bench_command(quick: bool, as_json: bool, out: Path | None, markdown_out
     def note(msg: str) -> None:
         err.print(f"[dim]·[/] {msg}", highlight=False)
 
+    if robustness:
+        return _robustness_only(size, as_json, out, markdown_out, note, err)
     try:
         result = asyncio.run(run_bench(plans[size](), note))
+        if size == "full":  # a tenth of --robustness (~1-2 min): every trigger, fewer inputs, one fault
+            note("robustness (reduced pass; the full one: callwright bench --robustness)")
+            result["robustness"] = asyncio.run(run_robustness(RobustnessPlan.reduced(), note))
     except Exception as exc:  # a stack that cannot start: say why, non-zero exit
         err.print(f"[red]error:[/] the benchmark could not run: {type(exc).__name__}: {exc}")
         return 1
@@ -45,4 +56,28 @@ def run_bench_command(quick: bool, as_json: bool, out: Path | None, markdown_out
         sys.stdout.write(json.dumps(result) + "\n")
     else:
         render_table(Console(), result)
+        if result.get("robustness"):
+            render_robustness(Console(), result["robustness"])
+    return 0
+
+
+def _robustness_only(size: str, as_json: bool, out: Path | None, markdown_out: Path | None, note: Any,
+                     err: Console) -> int:  # fmt: skip
+    plans = {"full": RobustnessPlan.full, "quick": RobustnessPlan.reduced, "tiny": RobustnessPlan.tiny}
+    try:
+        rob = asyncio.run(run_robustness(plans[size](), note))
+    except Exception as exc:  # a stack that cannot start: say why, non-zero exit
+        err.print(f"[red]error:[/] the robustness run could not run: {type(exc).__name__}: {exc}")
+        return 1
+    result = stamp({"size": size, "robustness": rob})
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if markdown_out is not None:
+        markdown_out.parent.mkdir(parents=True, exist_ok=True)
+        markdown_out.write_text(robustness_markdown(result), encoding="utf-8")
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        render_robustness(Console(), rob)
     return 0

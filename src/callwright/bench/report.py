@@ -160,4 +160,121 @@ def markdown(result: dict[str, Any]) -> str:
               f"{sk['calls']} short calls ({sk['workers']} at a time), {sk['failed_calls']} failed; RSS "
               f"{sk['rss_mb_after_warmup']:g} MB after {sk['warmup_calls']} warm-up calls → {sk['rss_mb_end']:g} MB at "
               f"the end ({sk['rss_growth_pct']:g} %). Start: {sk['start']}. End: {sk['end']}.", ""]  # fmt: skip
+    if result.get("robustness"):
+        lines += [*robustness_lines(result["robustness"]), ""]
     return "\n".join(lines) + "\n"
+
+
+# ---- robustness (``callwright bench --robustness``) ---------------------------------------------------
+
+_ZERO_LABELS = {
+    "media_http_5xx": "media: upgrade 5xx",
+    "media_abnormal_closes": "media: sockets closed or dropped by the server mid-stream",
+    "media_deaf_calls": "media: deaf calls (speech not heard after the attack)",
+    "webhook_http_5xx": "webhook: 5xx",
+    "webhook_dropped": "webhook: connections dropped without an answer",
+    "token_http_5xx": "tokens: 5xx (webhook + media upgrade)",
+    "forgeries_accepted": "tokens: forgeries accepted",
+    "lost_transcripts": "lost transcripts",
+}
+
+
+def render_robustness(console: Console, r: dict[str, Any]) -> None:
+    s = r["surfaces"]
+    t = Table(title="callwright bench --robustness", title_justify="left")
+    t.add_column("must be 0")
+    t.add_column("measured", justify="right")
+    t.add_column("met")
+    for key, row in r["summary"]["zero_targets"].items():
+        met = row["met"]
+        t.add_row(_ZERO_LABELS.get(key, key), _fmt(row["value"]),
+                  "–" if met is None else ("[green]yes[/]" if met else "[red]no[/]"))  # fmt: skip
+    console.print(t)
+    console.print(f"inputs: {s['media']['inputs']:,} media frames on {s['media']['sockets']} sockets, "
+                  f"{s['webhook']['inputs']:,} webhook bodies, {s['tokens']['inputs']:,} forged tokens "
+                  f"({s['tokens']['requests']:,} requests)", highlight=False)  # fmt: skip
+    for f in r.get("faults", []):
+        mark = "–" if f.get("ok") is None else ("[green]ok[/]" if f["ok"] else "[red]failed[/]")
+        console.print(f"fault: {f['name']}: {mark} — {f['outcome']}", highlight=False)
+
+
+def robustness_lines(r: dict[str, Any]) -> list[str]:
+    """The Markdown section (no document title): zero-targets, per-surface detail, triggers, faults."""
+    s = r["surfaces"]
+    m, w, k = s["media"], s["webhook"], s["tokens"]
+    lines = [
+        "## Robustness",
+        "",
+        f"Run: {r['wall_s']:g} s against a local stack (server + ACS emulator in one process, "
+        f"{r['lost_transcripts']['store']} session store, instant STT/TTS behind the real VAD). Inputs: "
+        f"{m['inputs']:,} media frames over {m['sockets']} sockets, {w['inputs']:,} webhook bodies, "
+        f"{k['inputs']:,} forged tokens ({k['requests']:,} requests).",
+        "",
+        "| must be 0 | measured | met |",
+        "|---|---:|---|",
+    ]
+    for key, row in r["summary"]["zero_targets"].items():
+        lines.append(f"| {_ZERO_LABELS.get(key, key)} | {_fmt(row['value'])} | {_met(row['met'])} |")
+    after = w["after"]
+    wc = after.get("whole_call", {})
+    lines += [
+        "",
+        f"- media: {m['speech_checks']} speech checks, {m['heard_calls']} heard, {_fmt(m['deaf_calls'])} deaf; "
+        f"close codes of killed sockets {m['close_codes'] or '{}'}; kills followed "
+        f"{m['kill_triggers'] or '{}'}; upgrade failures {m['handshake_failures'] or '{}'}",
+        *_realtime_line(m.get("realtime_load")),
+        f"- webhook: statuses {w['statuses']}; 5xx by kind {w['5xx_by_kind'] or '{}'}; accepted without a "
+        f"valid secret {w['accepted_without_secret']}; event-loop lag during the attack p99/max "
+        f"{_lag(w['loop_lag_ms'])} ms ({w['loop_lag_ms'].get('over_100ms')} stalls > 100 ms); slowest request "
+        f"{w['slowest_request']['s']:g} s ({w['slowest_request']['kind']})",
+        f"- after the webhook attack: /health {after.get('health', {}).get('status')}, GET /api/v1/calls "
+        f"{after.get('calls_api', {}).get('status')}, /metrics {after.get('metrics', {}).get('status')} "
+        f"({after.get('metrics', {}).get('bytes', 0):,} bytes in {after.get('metrics', {}).get('ms')} ms), a whole "
+        f"call {'worked' if wc.get('ok') else '**failed**'} ({wc.get('user_turns', wc.get('error'))} user turns)",
+        f"- tokens: forgeries accepted by kind {k['accepted_by_kind'] or '{}'}; webhook answers "
+        f"{k['webhook_outcomes']}; "
+        f"media upgrade outcomes {k['media_outcomes']}; genuine tokens accepted (positive control) "
+        f"{k['genuine_controls_accepted']}",
+        f"- lost transcripts: {r['lost_transcripts']['lost']} of {r['lost_transcripts']['calls_with_turns']} calls "
+        f"with turns",
+        "",
+        "| media trigger (own socket) | outcome |",
+        "|---|---|",
+    ]
+    for trig, outcome in m["triggers"].items():
+        lines.append(f"| {trig} | {outcome if outcome == 'heard' else f'**{outcome}**'} |")
+    lines += ["", "| fault | ok | outcome |", "|---|---|---|"]
+    for f in r.get("faults", []):
+        lines.append(f"| {f['name']} | {_met(f.get('ok'))} | {f['outcome']} |")
+    errs = r.get("server_log", {}).get("errors") or {}
+    if errs:
+        lines += ["", "Server errors logged during the run (top):", ""]
+        lines += [f"- {n} × `{msg}`" for msg, n in errs.items()]
+    return lines
+
+
+def _realtime_line(rt: dict[str, Any] | None) -> list[str]:
+    if not rt or not rt.get("available"):
+        return []
+    if rt.get("error"):
+        return [f"- media, real-time load (bench/media_load.py): did not run: {rt['error']}"]
+    sockets = len(rt.get("per_call", []))
+    return [f"- media, real-time load (bench/media_load.py, paced at 20 ms): {sockets} sockets, "
+            f"{rt.get('frames_sent', 0):,} frames ({rt.get('hostile_frames_sent', 0)} hostile), "
+            f"{rt.get('server_5xx')} 5xx, {rt.get('abnormal_closes')} abnormal closes, "
+            f"{rt.get('deaf_calls')} deaf"]  # fmt: skip
+
+
+def robustness_markdown(result: dict[str, Any]) -> str:
+    """A standalone document for a ``--robustness`` run."""
+    m = result["machine"]
+    head = [
+        "# Robustness results",
+        "",
+        f"- date: {result['date']}",
+        f"- commit: `{result['commit']}`",
+        f"- machine: {m['cpu']} · {m['cores']} cores · Python {m['python']} · {m['os']}",
+        f"- run: `callwright bench --robustness` (size {result.get('size', 'full')})",
+        "",
+    ]
+    return "\n".join(head + robustness_lines(result["robustness"])) + "\n"
