@@ -43,6 +43,11 @@ DEFAULT_MAX_BODY_BYTES = 1_048_576
 DEFAULT_MAX_EVENTS = 5_000
 # Bodies above this are parsed on a worker thread, so a 1 MB JSON parse never holds the loop in one piece.
 PARSE_INLINE_BYTES = 65_536
+# An authenticated sender's oversized body is read and dropped up to this much (and this long) before the
+# 413, so the sender reads the 413 rather than a connection reset (a client still writing when the server
+# closes gets RST, and Event Grid would retry a delivery it should dead-letter). Past it: close at once.
+DISCARD_MAX_BYTES = 16 * 1_048_576
+DISCARD_SECONDS = 5.0
 LOGGED_REJECTIONS = 10
 
 
@@ -92,6 +97,27 @@ async def read_body_capped(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def discard_rest(request: Request, max_bytes: int = DISCARD_MAX_BYTES, seconds: float = DISCARD_SECONDS) -> bool:
+    """Read and drop what is left of a refused body, within bounds; True when all of it was read."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        return False
+    seen = 0
+    try:
+        async with asyncio.timeout(seconds):
+            while True:  # the raw ASGI receive: the body stream was partly consumed already
+                message = await request.receive()
+                if message["type"] != "http.request":
+                    return False
+                seen += len(message.get("body", b""))
+                if seen > max_bytes:
+                    return False
+                if not message.get("more_body", False):
+                    return True
+    except TimeoutError:
+        return False
+
+
 @router.options("/api/v1/call-events")
 async def abuse_protection_handshake(request: Request) -> Response:
     """CloudEvents webhook validation (Event Grid with the CloudEvents schema)."""
@@ -128,7 +154,8 @@ async def call_events(request: Request) -> Response:
         body = await read_body_capped(request, max_bytes)
     except BodyTooLarge as exc:
         log.warning("webhook delivery refused: %s (WEBHOOK_MAX_BODY_BYTES)", exc)
-        # Close the connection: the unread rest of the body must not be parsed as a next request.
+        await discard_rest(request)
+        # Close the connection either way: an unread rest must never be parsed as a next request.
         return _refuse(st, 413, "too_large", "payload_too_large", str(exc), {"Connection": "close"})
     try:
         if len(body) > PARSE_INLINE_BYTES:
