@@ -120,8 +120,7 @@ async def test_drain_mid_call_says_goodbye_hangs_up_saves_and_exits(redis_server
         # The goodbye is in the transcript and was heard: a third agent utterance (greeting, answer,
         # goodbye) of the goodbye's length (~4 s of speech) reached the phone before the hang-up.
         assert any(
-            m.get("content") == s.shutdown_goodbye_text and m.get("reason") == "server shutdown"
-            for m in doc["history"]
+            m.get("content") == s.shutdown_goodbye_text and m.get("reason") == "server shutdown" for m in doc["history"]
         ), doc["history"]
         heard = [t for t in report["transcript"] if t["speaker"] == "agent"]
         assert len(heard) >= 3, heard

@@ -91,6 +91,29 @@ async def test_a_bad_event_does_not_sink_the_incoming_call_beside_it(edge):
     assert 'callwright_events_total{outcome="handled",type="RecordingFileStatusUpdated"} 1.0' in metrics
 
 
+async def test_call_automation_callbacks_need_acs_jwt_not_only_the_event_grid_secret(edge):
+    """The secret rides in a URL (proxy and Event Grid logs): with it alone nobody may end a live call or
+    speak for ACS mid-call, while Event Grid's own IncomingCall beside it is still answered."""
+    async with httpx.AsyncClient() as http:
+        await http.post(edge.webhook(secret=False), json=[_event("CallConnected")], headers=edge.auth())
+        await edge.state.processor.drain()
+        assert edge.state.calls.get(CALL_ID).state == "connected"
+
+        forged = [_event("CallDisconnected"), copy.deepcopy(RECORDED["IncomingCall"][0])]
+        resp = await http.post(edge.webhook(), json=forged)
+        assert resp.status_code == 200, resp.text
+        assert [r["index"] for r in resp.json()["rejected"]] == [0]
+        assert "must carry ACS's JWT" in resp.json()["rejected"][0]["reason"]
+        await asyncio.wait_for(edge.acs.answered.wait(), 10)
+        await edge.state.processor.drain()
+        assert edge.state.calls.get(CALL_ID).state == "connected"  # not ended by the forged event
+
+        resp = await http.post(edge.webhook(secret=False), json=[_event("CallDisconnected")], headers=edge.auth())
+        assert resp.status_code == 200 and "rejected" not in resp.json(), resp.text
+        await edge.state.processor.drain()
+        assert edge.state.calls.get(CALL_ID).state == "disconnected"
+
+
 async def test_recording_file_status_updated_alone_is_accepted_and_logged(edge, caplog):
     caplog.set_level("INFO", logger="callwright.events")
     async with httpx.AsyncClient() as http:

@@ -333,6 +333,7 @@ def parse_delivery(
     *,
     max_events: int = MAX_EVENTS_PER_DELIVERY,
     max_depth: int = MAX_JSON_DEPTH,
+    callbacks_allowed: bool = True,
 ) -> Delivery:
     """Parse a webhook body (one event or an array) into usable events and per-event rejections.
 
@@ -340,6 +341,10 @@ def parse_delivery(
     event at all); :class:`DeliveryTooLarge` for more than ``max_events`` events; :class:`EventParseError`
     when the body as a whole is unusable (empty, not JSON, nested deeper than ``max_depth``, not an
     object or array, an empty array). Nothing else escapes — not RecursionError, not UnicodeError.
+
+    ``callbacks_allowed=False`` (a delivery authenticated by the Event Grid secret alone) rejects Call
+    Automation callback types: ACS signs every callback with its JWT, so a CallDisconnected or a DTMF tone
+    arriving with only the secret was not sent by ACS.
     """
     if not body.strip():
         raise EventParseError("empty body")
@@ -364,7 +369,13 @@ def parse_delivery(
         try:
             if check_surrogates and _has_lone_surrogate(item):
                 raise EventParseError("contains text that is not valid Unicode (a lone surrogate)")
-            events.append(_one(item))
+            event = _one(item)
+            if not callbacks_allowed and event.type in ACSEventTypes.call_bound():
+                raise EventParseError(
+                    f"{event.short_type} is a Call Automation callback: it must carry ACS's JWT, not only the "
+                    "Event Grid secret"
+                )
+            events.append(event)
         except EventParseError as exc:
             rejections.append(EventRejection(idx, f"event {idx}: {exc}", _sane_type(item)))
     return Delivery(events, rejections)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -55,27 +56,29 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def authenticate_delivery(request: Request) -> None:
-    """ACS callbacks carry an RS256 JWT; Event Grid deliveries carry the secret query parameter.
+async def authenticate_delivery(request: Request) -> Literal["jwt", "secret", "off"]:
+    """ACS callbacks carry an RS256 JWT; Event Grid deliveries carry the secret query parameter. Returns
+    which one authenticated the request (``off`` with ACS_AUTH_ENABLED=false).
 
     Uses headers and the query string only, so an unauthenticated sender never gets its body read.
     """
     st = request.app.state
     settings = st.settings
     if not settings.acs_auth_enabled:
-        return
+        return "off"
     authorization = request.headers.get("authorization")
     if authorization:
         if st.token_verifier is None:
             raise AuthError("bearer token presented but ACS_JWT_AUDIENCE is not configured")
         await st.token_verifier.verify_header(authorization)
-        return
+        return "jwt"
     expected = settings.eventgrid_secret.get_secret_value() if settings.eventgrid_secret else None
     presented = next((request.query_params[p] for p in SECRET_PARAMS if p in request.query_params), None)
     if presented is None:
         raise AuthError("no bearer token and no Event Grid secret parameter")
     if not secret_matches(expected, presented):
         raise AuthError("Event Grid secret does not match EVENTGRID_SECRET")
+    return "secret"
 
 
 async def read_body_capped(request: Request, limit: int) -> bytes:
@@ -144,12 +147,15 @@ async def call_events(request: Request) -> Response:
     st = request.app.state
     settings = st.settings
     try:
-        await authenticate_delivery(request)
+        authenticated_by = await authenticate_delivery(request)
     except AuthError as exc:
         log.warning("webhook delivery refused: %s", exc)
         return _refuse(st, 401, "auth", "unauthorized", str(exc))
     max_bytes = getattr(settings, "webhook_max_body_bytes", DEFAULT_MAX_BODY_BYTES)
     max_events = getattr(settings, "webhook_max_events", DEFAULT_MAX_EVENTS)
+    # The Event Grid secret travels in a URL (proxy and Event Grid logs); it admits Event Grid's own
+    # notifications, never what only ACS may say about a call in progress.
+    callbacks_allowed = authenticated_by != "secret"
     try:
         body = await read_body_capped(request, max_bytes)
     except BodyTooLarge as exc:
@@ -159,9 +165,11 @@ async def call_events(request: Request) -> Response:
         return _refuse(st, 413, "too_large", "payload_too_large", str(exc), {"Connection": "close"})
     try:
         if len(body) > PARSE_INLINE_BYTES:
-            delivery = await asyncio.to_thread(parse_delivery, body, max_events=max_events)
+            delivery = await asyncio.to_thread(
+                parse_delivery, body, max_events=max_events, callbacks_allowed=callbacks_allowed
+            )
         else:
-            delivery = parse_delivery(body, max_events=max_events)
+            delivery = parse_delivery(body, max_events=max_events, callbacks_allowed=callbacks_allowed)
     except DeliveryTooLarge as exc:
         log.warning("webhook delivery refused: %s (WEBHOOK_MAX_EVENTS)", exc)
         return _refuse(st, 413, "too_many_events", "payload_too_large", str(exc))
