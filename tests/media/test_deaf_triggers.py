@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from callwright.localstack import LocalStack, local_stack
+from callwright.speech.tts_espeak import EspeakSynthesizer
 from callwright.speech.vad import SpeechSegmenter
 from callwright.voice.health import media_health
 
@@ -197,3 +198,38 @@ async def test_caller_over_agent_start_and_lane_failures_never_leave_the_caller_
     metrics = await _metrics(stack)
     assert 'callwright_media_lane_restarts_total{component="recognition"}' in metrics
     assert 'callwright_media_degraded_calls_total{outcome="transferred"} 1.0' in metrics
+
+
+ONE_QUESTION = """
+name: one question, the synthesizer fails on the answer
+timeout_s: 60
+steps:
+  - wait: {agent_done: 700, timeout_s: 30}
+  - say: "What are your opening hours?"
+  - wait: {agent_done: 700, timeout_s: 30}
+  - hangup
+"""
+
+
+async def test_a_synthesizer_failure_is_replaced_and_the_answer_still_heard(stack, monkeypatch):
+    synthesize = EspeakSynthesizer.synthesize
+    failed: list[str] = []
+
+    def fails_once_on_the_answer(self, text, on_chunk, voice=None):
+        # Fault injection in the real engine, mid-call: the first sentence of the answer raises.
+        if OPENING in text and not failed:
+            failed.append(text)
+            raise RuntimeError("injected synthesizer failure")
+        return synthesize(self, text, on_chunk, voice)
+
+    monkeypatch.setattr(EspeakSynthesizer, "synthesize", fails_once_on_the_answer)
+    report = await stack.call(ONE_QUESTION, timeout_s=90)
+    assert report["ok"], report.get("error")
+    assert failed, "the injected failure never ran"
+    replies = _said(_history(stack, report["call_id"]), "assistant")
+    assert any(OPENING in r for r in replies), replies
+    # Greeting and the answer both reached the caller's ear; the answer came after the question.
+    assert len([t for t in report["transcript"] if t["speaker"] == "agent"]) >= 2
+    assert len(report["turns"]) == 1 and report["turns"][0]["response_latency_ms"] > 0
+    assert media_health(stack.state).snapshot()["lane_restarts"] >= 1
+    assert 'callwright_media_lane_restarts_total{component="synthesizer"} 1.0' in await _metrics(stack)

@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any
 
 # What failed, as metric label values (a fixed set).
-COMPONENTS = ("recognition", "echo_guard", "engine")
+COMPONENTS = ("recognition", "echo_guard", "synthesizer", "engine")
 
 
 class MediaHealth:

@@ -501,10 +501,32 @@ class SpeechCascadeHandler:
                 loop.call_soon_threadsafe(self.playback.append, seg, chunk)
                 return True
 
-            await loop.run_in_executor(None, tts.synthesize, seg.text, sink, self._settings.tts_voice)
+            try:
+                await loop.run_in_executor(None, tts.synthesize, seg.text, sink, self._settings.tts_voice)
+            except Exception:
+                # One engine fault costs a sentence's delay, not the agent's voice for the rest of the call:
+                # the synthesizer is replaced with a fresh one from the pool and the sentence said again.
+                log.exception("synthesis failed; replacing the synthesizer and saying the sentence again")
+                media_health(self._st).lane_restarted("synthesizer")
+                tts = await self._fresh_synthesizer(tts)
+                if cancel.is_set():
+                    return
+                await loop.run_in_executor(None, tts.synthesize, seg.text, sink, self._settings.tts_voice)
             if cancel.is_set():
                 return
             self.playback.finish(seg)
+
+    async def _fresh_synthesizer(self, broken: Synthesizer) -> Synthesizer:
+        """Hand a failed synthesizer back (the pool resets it, or drops it when it cannot be reset) and take
+        another; PoolExhausted/PoolClosed propagate and fail the turn like any engine error."""
+        self._tts = None
+        self._engines.tts_pool.release(broken)
+        fresh = await self._engines.tts_pool.acquire()
+        if self._stopped:  # the call ended while we waited: the engine goes straight back
+            self._engines.tts_pool.release(fresh)
+            raise asyncio.CancelledError
+        self._tts = fresh
+        return fresh
 
     # --- history and metrics ----------------------------------------------------------------------
     def _record_completed(self, reply: _Reply) -> None:
