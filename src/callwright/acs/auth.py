@@ -213,34 +213,56 @@ class AcsTokenVerifier:
         return await self.verify(token.strip())
 
     async def verify(self, token: str) -> dict[str, Any]:
-        header = parse_token_header(token)
-        key = await self._keys.key_for(header["kid"])
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=["RS256"],
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=self._leeway,
-                options={"require": ["exp", "iss", "aud"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise AuthError("token expired") from None
-        except jwt.InvalidAudienceError:
-            raise AuthError("token audience does not match ACS_JWT_AUDIENCE") from None
-        except jwt.InvalidIssuerError:
-            raise AuthError("token issuer does not match ACS_JWT_ISSUER") from None
-        except jwt.InvalidSignatureError:
-            raise AuthError("token signature does not verify") from None
-        except jwt.PyJWTError as exc:
-            raise AuthError(f"invalid token: {str(exc)[:200]}") from None
-        except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
-            # Whatever else a hostile token provokes inside the library is a refusal, never a 500.
-            raise AuthError(f"invalid token ({type(exc).__name__})") from None
-        if not isinstance(claims, dict):
-            raise AuthError("invalid token: the claims are not a JSON object")
-        return claims
+        return await verify_rs256(
+            token,
+            self._keys,
+            issuer=self._issuer,
+            audience=self._audience,
+            leeway=self._leeway,
+            settings=("ACS_JWT_ISSUER", "ACS_JWT_AUDIENCE"),
+        )
+
+
+async def verify_rs256(
+    token: str,
+    keys: JwksCache,
+    *,
+    issuer: str,
+    audience: str,
+    leeway: float,
+    settings: tuple[str, str],
+) -> dict[str, Any]:
+    """The claims of an RS256 JWT signed by a key of ``keys``, with exp, iss and aud checked; AuthError for
+    anything else, never another error. ``settings`` names the issuer and audience settings in messages.
+    Shared by ACS's callback/media tokens and operators' OIDC tokens."""
+    header = parse_token_header(token)
+    key = await keys.key_for(header["kid"])
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=["RS256"],
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": ["exp", "iss", "aud"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError("token expired") from None
+    except jwt.InvalidAudienceError:
+        raise AuthError(f"token audience does not match {settings[1]}") from None
+    except jwt.InvalidIssuerError:
+        raise AuthError(f"token issuer does not match {settings[0]}") from None
+    except jwt.InvalidSignatureError:
+        raise AuthError("token signature does not verify") from None
+    except jwt.PyJWTError as exc:
+        raise AuthError(f"invalid token: {str(exc)[:200]}") from None
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
+        # Whatever else a hostile token provokes inside the library is a refusal, never a 500.
+        raise AuthError(f"invalid token ({type(exc).__name__})") from None
+    if not isinstance(claims, dict):
+        raise AuthError("invalid token: the claims are not a JSON object")
+    return claims
 
 
 def secret_matches(expected: str | None, presented: str | None) -> bool:

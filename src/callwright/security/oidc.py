@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import jwt
-
-from callwright.acs.auth import AuthError, JwksCache
+from callwright.acs.auth import AuthError, JwksCache, verify_rs256
 from callwright.security.audit import clean
 from callwright.security.principal import Principal
 
@@ -49,42 +47,18 @@ class OidcVerifier:
 
     async def verify(self, token: str) -> Principal:
         try:
-            header = jwt.get_unverified_header(token)
-        except Exception as exc:  # any malformed header is a refusal, never a 500
-            raise OidcError(f"malformed token header: {type(exc).__name__}") from None
-        if not isinstance(header, dict) or header.get("alg") != "RS256":
-            raise OidcError("token algorithm is not RS256")
-        if "crit" in header:
-            raise OidcError("token header has critical extensions this server does not understand")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid or len(kid) > 256:
-            raise OidcError("token header has no usable kid")
-        try:
-            key = await self._keys.key_for(kid)
+            claims = await verify_rs256(
+                token,
+                self._keys,
+                issuer=self._issuer,
+                audience=self._audience,
+                leeway=self._leeway,
+                settings=("OPERATOR_OIDC_ISSUER", "OPERATOR_OIDC_AUDIENCE"),
+            )
         except AuthError as exc:
             raise OidcError(str(exc)) from None
         except Exception as exc:  # the key endpoint failing must not turn into a 500
             raise OidcError(f"cannot fetch signing keys: {type(exc).__name__}") from None
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=["RS256"],
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=self._leeway,
-                options={"require": ["exp", "iss", "aud"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise OidcError("token expired") from None
-        except jwt.InvalidAudienceError:
-            raise OidcError("token audience does not match OPERATOR_OIDC_AUDIENCE") from None
-        except jwt.InvalidIssuerError:
-            raise OidcError("token issuer does not match OPERATOR_OIDC_ISSUER") from None
-        except jwt.InvalidSignatureError:
-            raise OidcError("token signature does not verify") from None
-        except jwt.PyJWTError as exc:
-            raise OidcError(f"invalid token: {exc}") from None
         subject = claims.get("sub") or claims.get("oid") or "unknown"
         return Principal(id=f"oidc:{clean(subject)[:80]}", role=self._role(claims), kind="oidc")
 
