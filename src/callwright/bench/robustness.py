@@ -38,7 +38,6 @@ import random
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -63,6 +62,7 @@ from callwright.bench.robustness_inputs import (
     media_fuzz,
     webhook_inputs,
 )
+from callwright.localredis import LocalRedis
 
 Note = Callable[[str], None]
 
@@ -173,49 +173,6 @@ def _quiet_console(handler: _ServerLog) -> Any:
         for h, lvl in zip(consoles, levels, strict=True):
             h.setLevel(lvl)
         handler.write()
-
-
-class _Redis:
-    """A redis-server of our own, with an append-only file so a restart keeps what was stored."""
-
-    def __init__(self, workdir: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise FileNotFoundError("redis-server")
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.3) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start within 15 s")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
 
 
 # ---- speech for the deaf checks ----------------------------------------------------------------------
@@ -839,7 +796,7 @@ async def _wait_for(pred: Callable[[], bool], timeout: float, step: float = 0.1)
     return pred()
 
 
-async def fault_redis_restart(stack: Any, redis: _Redis | None, plan: RobustnessPlan, note: Note) -> dict[str, Any]:
+async def fault_redis_restart(stack: Any, redis: LocalRedis | None, plan: RobustnessPlan, note: Note) -> dict[str, Any]:
     name = "redis stopped mid-call, call ends while it is down, restarted"
     if redis is None:
         return {"name": name, "outcome": "not available: redis-server is not installed", "ok": None}
@@ -1033,7 +990,7 @@ async def _serve_child(emulator: Any, env_extra: dict[str, str], log_path: Path)
         await proc.wait()
 
 
-async def fault_sigterm(redis: _Redis | None, note: Note, log_dir: Path) -> dict[str, Any]:
+async def fault_sigterm(redis: LocalRedis | None, note: Note, log_dir: Path) -> dict[str, Any]:
     name = "SIGTERM to the server mid-call"
     from callwright.emulator.phone import build_phone_from_script
     from callwright.emulator.service import Emulator
@@ -1155,11 +1112,11 @@ async def _realtime_load(stack: Any, plan: RobustnessPlan, note: Note) -> dict[s
 
 
 @contextlib.asynccontextmanager
-async def _maybe_redis(workdir: Path) -> AsyncIterator[_Redis | None]:
+async def _maybe_redis(workdir: Path) -> AsyncIterator[LocalRedis | None]:
     if shutil.which("redis-server") is None:
         yield None
         return
-    redis = _Redis(workdir)
+    redis = LocalRedis(workdir, persistent=True)
     await asyncio.to_thread(redis.start)
     try:
         yield redis
