@@ -109,3 +109,30 @@ steps:
     assert [p["stopped"] for p in probes] == [False, True]
     assert report["barge_ins"] == []
     assert report["turns"] == []
+
+
+async def test_a_barge_in_step_that_begins_in_a_pause_between_sentences_targets_that_utterance() -> None:
+    """The agent says one sentence, pauses 400 ms (one utterance: shorter than the 0.5 s gap), then goes
+    on. A barge-in step reached during the pause (the phone was slow to get there, as on a loaded
+    machine) must barge into this utterance, not wait for a next one that never comes."""
+
+    async def app_side(app: FakeApp) -> None:
+        await asyncio.sleep(0.2)
+        await app.send(audio_msg(tone_pcm(600)))
+        await asyncio.sleep(0.6 + 0.4)
+        await app.send(audio_msg(tone_pcm(2500)))
+
+    script = """
+name: barge in a pause
+steps:
+  - silence: 1.05
+  - barge_in: {at_ms: 1400, say: {noise: white, ms: 400, probe: false}, timeout_s: 4}
+  - silence: 0.3
+  - hangup
+"""
+    async with FakeApp(app_side) as app:
+        _, _, report = await run_phone(script, app)
+    assert report["ok"], report["error"]
+    [b] = report["barge_ins"]
+    [agent] = [e for e in report["transcript"] if e["speaker"] == "agent"][:1]
+    assert abs(b["onset_ms"] - agent["start_ms"] - 1400) <= 60, (b, agent)

@@ -18,7 +18,7 @@ from typing import Any
 
 from callwright.emulator.contracts import CallSide, OutboundBehaviour
 from callwright.emulator.phone import audio
-from callwright.emulator.phone.media import CallerUtterance, MediaLink
+from callwright.emulator.phone.media import AGENT_UTTERANCE_GAP_S, CallerUtterance, MediaLink
 from callwright.emulator.phone.report import agent_segments, build_report
 from callwright.emulator.phone.script import (
     BargeIn,
@@ -320,8 +320,14 @@ class VirtualPhone:
         link = self.link
         assert link is not None
         deadline = None if step.timeout_s is None else time.monotonic() + step.timeout_s
-        of = step.of or ("current" if link.agent_playing else "next")
-        if of == "next" or not link.agent_playing or link.agent_utt_start_t is None:
+        # "Speaking" as the utterance count sees it: a pause between the agent's sentences (longer than the
+        # 0.2 s of agent_playing, shorter than the utterance gap) is still the same utterance. With
+        # agent_playing alone, a step that began in such a pause (the phone was slow to get there)
+        # waited for a "next" utterance that never came.
+        last = link.last_agent_voiced_t
+        speaking = link.agent_playing or (last is not None and time.monotonic() - last < AGENT_UTTERANCE_GAP_S)
+        of = step.of or ("current" if speaking else "next")
+        if of == "next" or not speaking or link.agent_utt_start_t is None:
             count = link.agent_utt_count
             while link.agent_utt_count == count:
                 if deadline is not None and time.monotonic() > deadline:
