@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from callwright.speech.tts_espeak import make_espeak
 from callwright.voice.cascade.echo import EchoGuard
@@ -108,3 +110,52 @@ def test_frames_of_another_size_are_never_echo_and_never_fail():
     guard.reference(bytes(640), T0)
     for n in (0, 1, 320, 641, 642, 960, 3200):
         assert guard.is_echo(b"\x01" * n, T0) is False
+
+
+def test_reference_frames_out_of_play_time_order_never_fail():
+    """Playback can hand the guard a frame that plays before one it handed earlier (a reply re-spoken
+    after a pause, a new play-time grid after StopAudio); the window then starts at the earliest, not
+    at the first handed over (a negative offset once broke the window: seen in the robustness bench)."""
+    rng = np.random.default_rng(5)
+
+    def loud() -> bytes:
+        return rng.normal(0, 3000, FRAME).astype("<i2").tobytes()
+
+    guard = EchoGuard()
+    t = T0
+    for _ in range(5):
+        t += 0.020
+        assert guard.is_echo(loud(), t) is False
+    guard.reference(loud(), t - 0.010)
+    guard.reference(loud(), t - 0.045)  # plays earlier than the frame handed over before it
+    guard.reference(loud(), t - 0.030)
+    for _ in range(4):
+        t += 0.020
+        assert guard.is_echo(loud(), t) is False
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["ref", "mic", "mic"]),
+            st.integers(min_value=-300, max_value=50),  # a reference's play time vs now, in ms
+            st.sampled_from([640, 640, 640, 0, 320, 642, 960]),
+            st.integers(min_value=0, max_value=9_000),
+        ),
+        max_size=80,
+    )
+)
+def test_any_order_of_reference_and_caller_frames_never_fails(ops):
+    """Whatever playback hands over (in any play-time order, any size) while caller frames arrive every
+    20 ms, the guard answers True or False: an exception here costs the recognition lane a restart."""
+    guard = EchoGuard()
+    rng = np.random.default_rng(0)
+    now = T0
+    for kind, offset, nbytes, level in ops:
+        pcm = rng.normal(0, level + 1, nbytes // 2).astype("<i2").tobytes()
+        if kind == "ref":
+            guard.reference(pcm, now + offset / 1000)
+        else:
+            now += 0.020
+            assert guard.is_echo(pcm, now) in (True, False)

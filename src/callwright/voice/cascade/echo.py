@@ -143,10 +143,14 @@ class EchoGuard:
         sent = [(t, pcm) for t, pcm in list(self._sent) if start <= t <= block_end]
         if not sent:
             return None
-        origin = sent[0][0]
+        # The earliest play time, not the first handed over: playback may hand over a frame that plays
+        # before an earlier one (a re-spoken sentence, a new grid after StopAudio).
+        origin = min(t for t, _ in sent)
         window = np.zeros(round((block_end - origin) * self._rate) + self._frame, dtype=np.float64)
         for t, pcm in sent:
             at = round((t - origin) * self._rate)
             samples = np.frombuffer(pcm, dtype="<i2")[: self._frame]
-            window[at : at + samples.size] = samples[: max(0, window.size - at)]
+            n = min(samples.size, window.size - at)
+            if n > 0:
+                window[at : at + n] = samples[:n]
         return window, origin
