@@ -9,7 +9,6 @@ cap on outbound calls in progress, a bounded ``context``, and no new calls while
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -22,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from callwright.acs.call_control import CallControlError
 from callwright.acs.identifiers import IdentifierError, is_call_connection_id, raw_id_for
+from callwright.api.bodies import BodyTooLarge, read_body_capped
 from callwright.events.handlers import ensure_call
 from callwright.security.operator import OperatorRoute, operator_lifespan, require_role, security_of
 from callwright.security.principal import Principal
@@ -30,9 +30,6 @@ log = logging.getLogger("callwright.calls")
 # The lifespan builds app.state.operator_security inside the app's own lifespan (after the settings).
 router = APIRouter(prefix="/api/v1", route_class=OperatorRoute, lifespan=operator_lifespan)
 
-# ACS normally answers create_call in well under a second; this bounds a hung request so the pending
-# entry it holds is always released.
-CREATE_TIMEOUT_S = 30.0
 # Room for target and mode on top of the context's own cap.
 _BODY_OVERHEAD = 4096
 
@@ -105,8 +102,9 @@ async def place_call(request: Request, who: Principal = Depends(require_role("op
         )
         return _error(status, error, detail, headers or None)
 
-    raw = await _read_body(request, sec.context_max_bytes + _BODY_OVERHEAD)
-    if raw is None:
+    try:
+        raw = await read_body_capped(request, sec.context_max_bytes + _BODY_OVERHEAD)
+    except BodyTooLarge:
         return refuse(413, "body_too_large", f"the request body is over {sec.context_max_bytes + _BODY_OVERHEAD} bytes")
     try:
         body = PlaceCall.model_validate_json(raw or b"null")
@@ -161,25 +159,14 @@ async def place_call(request: Request, who: Principal = Depends(require_role("op
     st.pending_outbound[op_ctx] = {"mode": mode, "target": body.target, "context": body.context}
     try:
         try:
-            created = await asyncio.wait_for(
-                st.automation.create(body.target, operation_context=op_ctx), timeout=CREATE_TIMEOUT_S
-            )
-        except CallControlError as exc:
-            st.pending_outbound.pop(op_ctx, None)
-            log.error("outbound call failed: %s", exc)
-            sec.audit.record(
-                actor=who.id, action="place", target=_shown(body.target), outcome="failed", detail=str(exc)
-            )
-            return _error(502, "create_call_failed", str(exc))
-        except TimeoutError:
-            st.pending_outbound.pop(op_ctx, None)
-            detail = f"ACS did not answer create_call within {CREATE_TIMEOUT_S:.0f} s"
-            log.error("outbound call failed: %s", detail)
-            sec.audit.record(actor=who.id, action="place", target=_shown(body.target), outcome="failed", detail=detail)
-            return _error(502, "create_call_failed", detail)
-        except Exception as exc:  # transport errors (ACS unreachable) are not CallControlErrors
-            st.pending_outbound.pop(op_ctx, None)
-            detail = f"create_call failed: {type(exc).__name__}: {str(exc)[:300]}"
+            # Bounded by ACS_REQUEST_TIMEOUT_SECONDS inside CallAutomation; refused or hung ACS arrives
+            # here as a CallControlError naming the cause.
+            created = await st.automation.create(body.target, operation_context=op_ctx)
+        except Exception as exc:  # CallControlError, or anything unforeseen: never a 500 with a pending entry
+            if isinstance(exc, CallControlError):
+                detail = str(exc)
+            else:
+                detail = f"create_call failed: {type(exc).__name__}: {str(exc)[:300]}"
             log.error("outbound call failed: %s", detail)
             sec.audit.record(actor=who.id, action="place", target=_shown(body.target), outcome="failed", detail=detail)
             return _error(502, "create_call_failed", detail)
@@ -251,8 +238,8 @@ async def hang_up(call_id: str, request: Request, who: Principal = Depends(requi
     if st.automation is None:
         return _error(503, "not_configured", "ACS_CONNECTION_STRING is not set")
     try:
-        await asyncio.wait_for(st.automation.actions(call_id).hang_up(), timeout=CREATE_TIMEOUT_S)
-    except Exception as exc:  # CallControlError, a timeout, or a transport error: ACS unreachable
+        await st.automation.actions(call_id).hang_up()  # bounded by ACS_REQUEST_TIMEOUT_SECONDS
+    except Exception as exc:  # CallControlError (ACS refused, unreachable or too slow) or anything unforeseen
         detail = str(exc)[:300] if isinstance(exc, CallControlError) else f"hang_up failed: {type(exc).__name__}"
         sec.audit.record(
             actor=who.id, action="hang_up", target=target, call_id=call_id, outcome="failed", detail=detail

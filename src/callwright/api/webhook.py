@@ -35,6 +35,7 @@ from callwright.acs.events import (
     EventParseError,
     parse_delivery,
 )
+from callwright.api.bodies import BodyTooLarge, read_body_capped
 
 log = logging.getLogger("callwright.events")
 router = APIRouter()
@@ -50,10 +51,6 @@ PARSE_INLINE_BYTES = 65_536
 DISCARD_MAX_BYTES = 16 * 1_048_576
 DISCARD_SECONDS = 5.0
 LOGGED_REJECTIONS = 10
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 async def authenticate_delivery(request: Request) -> Literal["jwt", "secret", "off"]:
@@ -79,25 +76,6 @@ async def authenticate_delivery(request: Request) -> Literal["jwt", "secret", "o
     if not secret_matches(expected, presented):
         raise AuthError("Event Grid secret does not match EVENTGRID_SECRET")
     return "secret"
-
-
-async def read_body_capped(request: Request, limit: int) -> bytes:
-    """The body, or BodyTooLarge as soon as it is known to pass ``limit`` (the rest is never read)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise BodyTooLarge(f"Content-Length {int(declared)} exceeds {limit} bytes")
-        except ValueError:
-            pass  # the server's HTTP parser owns malformed framing; the stream below is still capped
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def discard_rest(request: Request, max_bytes: int = DISCARD_MAX_BYTES, seconds: float = DISCARD_SECONDS) -> bool:
