@@ -37,12 +37,14 @@ class CallControlError(RuntimeError):
     """A call-control request failed; the message says which and why."""
 
 
-async def _bounded(op: str, call: Awaitable[T], timeout: float) -> T:
+async def _bounded(op: str, call: Awaitable[T], timeout: float, *, not_found_ok: bool = False) -> T:
     """Run one SDK request with a deadline; transport failures become a CallControlError naming ``op``.
 
     The SDK retries refused connections with back-off for a long time: with ACS down a request must fail
     within ``timeout`` with a clear reason, not hold an API request (or the shutdown) open.
-    HttpResponseError (ACS answered with an error) propagates for the caller to word.
+    An error answer from ACS becomes a CallControlError with its status, except a 404 when
+    ``not_found_ok`` (the caller treats a call ACS no longer knows as done): that ResourceNotFoundError
+    propagates.
     """
     try:
         async with asyncio.timeout(timeout):
@@ -50,8 +52,12 @@ async def _bounded(op: str, call: Awaitable[T], timeout: float) -> T:
     except TimeoutError:
         log.error("%s: ACS did not answer within %.1fs", op, timeout)
         raise CallControlError(f"{op} timed out: ACS did not answer within {timeout:g}s") from None
-    except HttpResponseError:
-        raise
+    except ResourceNotFoundError as exc:
+        if not_found_ok:
+            raise
+        raise CallControlError(f"{op} failed: {exc.status_code} {exc.message}") from exc
+    except HttpResponseError as exc:
+        raise CallControlError(f"{op} failed: {exc.status_code} {exc.message}") from exc
     except AzureError as exc:  # ServiceRequestError and friends: connection refused, DNS, TLS
         log.error("%s: ACS unreachable: %s", op, type(exc).__name__)
         raise CallControlError(f"{op} failed: ACS unreachable ({type(exc).__name__}: {exc})") from exc
@@ -107,48 +113,39 @@ class CallAutomation:
         )
 
     async def answer(self, incoming_call_context: str, *, operation_context: str | None = None) -> AnsweredCall:
-        try:
-            props = await _bounded(
-                "answer_call",
-                self._client.answer_call(
-                    incoming_call_context,
-                    self.callback_url,
-                    media_streaming=self._media_options(),
-                    operation_context=operation_context,
-                ),
-                self.request_timeout,
-            )
-        except HttpResponseError as exc:
-            raise CallControlError(f"answer_call failed: {exc.status_code} {exc.message}") from exc
+        props = await _bounded(
+            "answer_call",
+            self._client.answer_call(
+                incoming_call_context,
+                self.callback_url,
+                media_streaming=self._media_options(),
+                operation_context=operation_context,
+            ),
+            self.request_timeout,
+        )
         return AnsweredCall(props.call_connection_id, props.server_call_id, getattr(props, "correlation_id", None))
 
     async def reject(self, incoming_call_context: str, *, reason: str = "busy") -> None:
         """Refuse an incoming call (e.g. while shutting down): ACS tells the caller the line is busy."""
-        try:
-            await _bounded(
-                "reject_call",
-                self._client.reject_call(incoming_call_context, call_reject_reason=reason),
-                self.request_timeout,
-            )
-        except HttpResponseError as exc:
-            raise CallControlError(f"reject_call failed: {exc.status_code} {exc.message}") from exc
+        await _bounded(
+            "reject_call",
+            self._client.reject_call(incoming_call_context, call_reject_reason=reason),
+            self.request_timeout,
+        )
 
     async def create(self, target: str, *, operation_context: str | None = None) -> AnsweredCall:
         source = PhoneNumberIdentifier(self._source_number) if self._source_number else None
-        try:
-            props = await _bounded(
-                "create_call",
-                self._client.create_call(
-                    sdk_identifier(target),
-                    self.callback_url,
-                    source_caller_id_number=source,
-                    media_streaming=self._media_options(),
-                    operation_context=operation_context,
-                ),
-                self.request_timeout,
-            )
-        except HttpResponseError as exc:
-            raise CallControlError(f"create_call failed: {exc.status_code} {exc.message}") from exc
+        props = await _bounded(
+            "create_call",
+            self._client.create_call(
+                sdk_identifier(target),
+                self.callback_url,
+                source_caller_id_number=source,
+                media_streaming=self._media_options(),
+                operation_context=operation_context,
+            ),
+            self.request_timeout,
+        )
         return AnsweredCall(props.call_connection_id, props.server_call_id, getattr(props, "correlation_id", None))
 
     def actions(self, call_connection_id: str, caller_raw_id: str | None = None) -> CallActions:
@@ -165,11 +162,10 @@ class CallAutomation:
                 "get_call_properties",
                 self.connection(call_connection_id).get_call_properties(),
                 self.request_timeout,
+                not_found_ok=True,
             )
         except ResourceNotFoundError:
             return "gone"
-        except HttpResponseError as exc:
-            raise CallControlError(f"get_call_properties failed: {exc.status_code} {exc.message}") from exc
         return str(getattr(props, "call_connection_state", None) or "unknown").lower()
 
     async def close(self) -> None:
@@ -190,35 +186,28 @@ class CallActions:
                 "hang_up",
                 self._automation.connection(self.call_connection_id).hang_up(is_for_everyone=True),
                 self._automation.request_timeout,
+                not_found_ok=True,
             )
         except ResourceNotFoundError:
             log.info("hang up: call already gone")
-        except HttpResponseError as exc:
-            raise CallControlError(f"hang_up failed: {exc.status_code} {exc.message}") from exc
 
     async def transfer(self, target: str) -> None:
-        try:
-            await _bounded(
-                "transfer",
-                self._automation.connection(self.call_connection_id).transfer_call_to_participant(
-                    sdk_identifier(target), operation_context="callwright-transfer"
-                ),
-                self._automation.request_timeout,
-            )
-        except HttpResponseError as exc:
-            raise CallControlError(f"transfer failed: {exc.status_code} {exc.message}") from exc
+        await _bounded(
+            "transfer",
+            self._automation.connection(self.call_connection_id).transfer_call_to_participant(
+                sdk_identifier(target), operation_context="callwright-transfer"
+            ),
+            self._automation.request_timeout,
+        )
 
     async def send_dtmf(self, tones: str) -> None:
         if not self.caller_raw_id:
             raise CallControlError("send_dtmf: the caller's identifier is unknown")
         names = [TONE_CHARS[t] for t in tones.upper() if t in TONE_CHARS]
-        try:
-            await _bounded(
-                "send_dtmf",
-                self._automation.connection(self.call_connection_id).send_dtmf_tones(
-                    names, sdk_identifier(self.caller_raw_id)
-                ),
-                self._automation.request_timeout,
-            )
-        except HttpResponseError as exc:
-            raise CallControlError(f"send_dtmf failed: {exc.status_code} {exc.message}") from exc
+        await _bounded(
+            "send_dtmf",
+            self._automation.connection(self.call_connection_id).send_dtmf_tones(
+                names, sdk_identifier(self.caller_raw_id)
+            ),
+            self._automation.request_timeout,
+        )
