@@ -18,6 +18,7 @@ import contextvars
 import logging
 import re
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -189,3 +190,27 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(level if settings.log_level == "DEBUG" else logging.WARNING)
     for name, lvl in level_overrides(settings.log_levels).items():
         logging.getLogger(name).setLevel(lvl)
+
+
+class LogLimiter:
+    """At most one log line per reason per ``interval`` seconds, with the count of the ones held back: a
+    stream of bad frames (50 a second) must not become 50 log lines a second."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
+        self._log = logger
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def warning(self, reason: str, msg: str, *args: object) -> bool:
+        """Log now (True) or count it for the next line about ``reason`` (False)."""
+        now = time.monotonic()
+        last = self._last.get(reason)
+        if last is not None and now - last < self._interval:
+            self._held[reason] = self._held.get(reason, 0) + 1
+            return False
+        held = self._held.pop(reason, 0)
+        self._last[reason] = now
+        suffix = f" (+{held} more like it in the last {self._interval:g} s)" if held else ""
+        self._log.warning(msg + suffix, *args)
+        return True

@@ -31,13 +31,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from callwright.logs import LogLimiter
 
 log = logging.getLogger("callwright.server")
 
@@ -73,20 +74,12 @@ class _GuardState:
         self.counts: dict[str, int] = dict.fromkeys(
             ("header_timeout", "body_timeout", "evicted", "refused", "header_too_large"), 0
         )
-        self._last_log = 0.0
-        self._unlogged = 0
+        self._log_limiter = LogLimiter(log)
 
     def note(self, what: str, message: str) -> None:
         """Count and log, at most one line per 10 s: a flood of slow sockets must not flood the log."""
         self.counts[what] += 1
-        now = time.monotonic()
-        if now - self._last_log >= 10.0:
-            extra = f" (+{self._unlogged} more since the last report)" if self._unlogged else ""
-            log.warning("%s%s; totals %s", message, extra, self.counts)
-            self._last_log = now
-            self._unlogged = 0
-        else:
-            self._unlogged += 1
+        self._log_limiter.warning("edges", "%s; totals %s", message, self.counts)
 
 
 def guard_state(server_state: Any) -> _GuardState:

@@ -8,7 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callwright.voice.framing import OUT_FRAME, InboundReframer, LogLimiter
+from callwright.logs import LogLimiter
+from callwright.voice.framing import OUT_FRAME, InboundReframer
 
 
 def sine(freq: float, seconds: float, rate: int, amp: float = 0.4) -> bytes:

@@ -30,9 +30,9 @@ from callwright.acs.media import (
     parse_inbound,
 )
 from callwright.events.handlers import ensure_call
-from callwright.logs import call_scope
+from callwright.logs import LogLimiter, call_scope
 from callwright.voice.factory import UnsupportedMode
-from callwright.voice.framing import InboundReframer, LogLimiter
+from callwright.voice.framing import InboundReframer
 from callwright.voice.health import media_health
 from callwright.voice.transport import AcsMediaTransport
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from typing import Any
 
 from callwright.acs.events import ACSEventTypes, CallEvent
 from callwright.events.context import CallEventContext
-from callwright.logs import call_scope
+from callwright.logs import LogLimiter, call_scope
 from callwright.metrics import Metrics
 
 log = logging.getLogger("callwright.events")
@@ -41,7 +40,6 @@ OTHER = "other"
 CALL_OPENING = frozenset({ACSEventTypes.CALL_CONNECTED, ACSEventTypes.PARTICIPANTS_UPDATED})
 YIELD_EVERY = 64
 LOGGED_PER_DELIVERY = 10
-REFUSED_LOG_INTERVAL = 10.0
 
 
 @dataclass(frozen=True)
@@ -99,8 +97,7 @@ class CallEventProcessor:
         self._max_unconfirmed = max_unconfirmed_calls
         # Calls opened by an event alone, until the answer, a placed call or media confirms them.
         self._unconfirmed: OrderedDict[str, None] = OrderedDict()
-        self._refused = 0
-        self._refused_logged_at = -REFUSED_LOG_INTERVAL
+        self._log_limiter = LogLimiter(log)  # a flood of refused events logs a line per 10 s
 
     def register_handler(self, event_type: str, handler: EventHandler) -> None:
         handlers = self._handlers.setdefault(event_type, [])
@@ -240,18 +237,12 @@ class CallEventProcessor:
                 and event.type in CALL_OPENING
                 and not self._may_open_call(ctx)
             ):
-                self._refused += 1
-                now = time.monotonic()
-                if now - self._refused_logged_at >= REFUSED_LOG_INTERVAL:  # a flood logs a line per interval
-                    log.warning(
-                        "%s for an unknown call not taken (%d such events since the last report): "
-                        "%d calls opened by events alone are still unconfirmed",
-                        label,
-                        self._refused,
-                        len(self._unconfirmed),
-                    )
-                    self._refused_logged_at = now
-                    self._refused = 0
+                self._log_limiter.warning(
+                    "refused",
+                    "%s for an unknown call not taken: %d calls opened by events alone are still unconfirmed",
+                    label,
+                    len(self._unconfirmed),
+                )
                 self._count_label(label, "refused")
                 return
             if call is not None:

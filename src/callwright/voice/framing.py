@@ -15,8 +15,6 @@ duplicated packet shows up as an odd size. Everything downstream (VAD, echo guar
 
 from __future__ import annotations
 
-import logging
-import time
 from dataclasses import dataclass
 
 from callwright.acs.media import BYTES_PER_SAMPLE, SAMPLE_RATE, SUPPORTED_RATES, frame_bytes
@@ -89,27 +87,3 @@ class InboundReframer:
         self._loud_end = 0
         if self._resampler is not None:
             self._resampler.reset()
-
-
-class LogLimiter:
-    """At most one log line per reason per ``interval`` seconds, with the count of the ones held back: a
-    stream of bad frames (50 a second) must not become 50 log lines a second."""
-
-    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
-        self._log = logger
-        self._interval = interval
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
-
-    def warning(self, reason: str, msg: str, *args: object) -> bool:
-        """Log now (True) or count it for the next line about ``reason`` (False)."""
-        now = time.monotonic()
-        last = self._last.get(reason)
-        if last is not None and now - last < self._interval:
-            self._held[reason] = self._held.get(reason, 0) + 1
-            return False
-        held = self._held.pop(reason, 0)
-        self._last[reason] = now
-        suffix = f" (+{held} more like it in the last {self._interval:g} s)" if held else ""
-        self._log.warning(msg + suffix, *args)
-        return True
