@@ -30,6 +30,8 @@ ensure_debian_packages() {
   fi
 }
 
+SMART_TURN_WHEEL="pipecat-ai==1.14.0"
+
 ensure_venv() {
   if [[ ! -x $VENV/bin/python || ! -x $VENV/bin/pip ]]; then
     log "creating $VENV with $PYTHON_BIN"
@@ -44,11 +46,14 @@ ensure_venv() {
     fi
   fi
   # Reinstall only when the dependency list changed, so a second run starts at once.
-  local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+  local stamp="$VENV/.installed-$( (cat pyproject.toml; echo "$SMART_TURN_WHEEL") | sha256sum | cut -c1-16)"
   if [[ ! -f $stamp ]]; then
     log "installing Python packages"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
     "$VENV/bin/python" -m pip install -q -e '.[dev]'
+    # Only the Smart Turn end-of-turn model (an ONNX file inside the BSD-2 pipecat-ai wheel) is used, so
+    # the wheel goes in without pipecat's own dependency tree (which would pin soxr and add numba).
+    "$VENV/bin/python" -m pip install -q --no-deps "$SMART_TURN_WHEEL"
     rm -f "$VENV"/.installed-*
     touch "$stamp"
   fi
@@ -62,7 +67,10 @@ shift || true
 case "$cmd" in
   test)
     ensure_debian_packages "${TEST_DEBIAN_PACKAGES[@]}"
-    exec "$VENV/bin/python" -m pytest "$@"
+    # Most tests wait on real-time calls, so three workers on two cores finish in well under half the
+    # serial time; tests/conftest.py keeps files that share a loaded model on one worker and runs the few
+    # timing-accuracy tests alone. `./run.sh test -n 0 ...` runs serially.
+    exec "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-3}" --dist loadgroup "$@"
     ;;
   *)
     exec "$VENV/bin/callwright" "$cmd" "$@"

@@ -49,6 +49,24 @@ class Recognizer(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class Transcriber(Protocol):
+    """Whole-utterance recognition for the final (e.g. whisper), beside a streaming ``Recognizer`` that
+    keeps giving partials for barge-in confirmation and the live transcript.
+
+    One instance serves every call: ``transcribe`` is blocking, thread-safe, and bounded internally (it
+    runs on the transcriber's own executor threads, never on the recognition workers or the loop).
+    ``phrases`` are the active agent's expected phrases (domain biasing; may be empty).
+    """
+
+    sample_rate: int
+
+    def transcribe(self, pcm: bytes, phrases: Sequence[str] = ()) -> Recognition:
+        """16 kHz s16le mono PCM of one utterance → a final ``Recognition`` (empty text if nothing heard)."""
+
+    def close(self) -> None: ...
+
+
 ChunkSink = Callable[[bytes], bool]
 """Receives a chunk of 16 kHz s16le PCM; returns False to cancel the synthesis at once."""
 

@@ -6,13 +6,14 @@ naming the setting, so the server refuses to start rather than failing the first
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from callwright.config import Settings
-from callwright.speech.base import Recognizer, Synthesizer, VoiceActivityDetector
+from callwright.speech.base import Recognition, Recognizer, Synthesizer, Transcriber, VoiceActivityDetector
 from callwright.speech.instant import InstantRecognizer, InstantSynthesizer
 from callwright.speech.pools import EnginePool
 from callwright.speech.vad import SileroGatedVad, SpeechSegmenter, WebRtcVad
@@ -26,6 +27,19 @@ class SpeechEngines:
     endpoint_silence_ms: int = 300
     describe: dict[str, str] = field(default_factory=dict)
     vad_engine: str = "silero"
+    # Whole-utterance finals (STT_ENGINE=whisper) beside the streaming recognizer's partials; None: the
+    # recognizer's own final is the final.
+    transcriber: Transcriber | None = None
+    # End-of-turn detection (speech/turn.py); None: silence alone ends a turn.
+    turn_detector: Any = None
+    # Finals and turn evaluations run here, off the recognition workers (which every call's VAD shares)
+    # and off the event loop.
+    offload_threads: int = 4
+    # Finals get their own threads, as many as the transcriber decodes at once: a final queued behind
+    # the decode slots must not hold a thread a turn evaluation needs.
+    final_threads: int = 2
+    _offload: concurrent.futures.ThreadPoolExecutor | None = field(default=None, repr=False)
+    _finals: concurrent.futures.ThreadPoolExecutor | None = field(default=None, repr=False)
 
     # Silero instances are reused across calls: building one per call grew native memory by ~1-3 MB a
     # call over a 1,000-call soak, while a reset instance stays flat.
@@ -51,6 +65,27 @@ class SpeechEngines:
         """Return the segmenter's VAD for reuse (call once the lane that used it has stopped)."""
         self.release_vad(segmenter.vad)
 
+    def offload(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        """Run blocking recognition work (a final, a turn evaluation) on the engines' own threads."""
+        with self._vad_lock:
+            if self._offload is None:
+                self._offload = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=self.offload_threads, thread_name_prefix="speech-offload"
+                )
+            executor = self._offload
+        return executor.submit(fn, *args)
+
+    def submit_final(self, pcm: bytes, phrases: Sequence[str] = ()) -> concurrent.futures.Future[Recognition]:
+        if self.transcriber is None:
+            raise RuntimeError("no transcriber configured (STT_ENGINE is not whisper)")
+        with self._vad_lock:
+            if self._finals is None:
+                self._finals = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=self.final_threads, thread_name_prefix="speech-final"
+                )
+            executor = self._finals
+        return executor.submit(self.transcriber.transcribe, pcm, tuple(phrases))
+
     def start(self) -> None:
         """Start warming both pools in the background (call from the app's lifespan)."""
         self.stt_pool.start()
@@ -59,6 +94,16 @@ class SpeechEngines:
     async def close(self) -> None:
         await self.stt_pool.close()
         await self.tts_pool.close()
+        with self._vad_lock:
+            executors = (self._offload, self._finals)
+            self._offload = self._finals = None
+        for executor in executors:
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+        if self.transcriber is not None:
+            self.transcriber.close()
+        if self.turn_detector is not None:
+            self.turn_detector.close()
 
     def stats(self) -> dict[str, Any]:
         return {"stt": self.stt_pool.stats(), "tts": self.tts_pool.stats(), "engines": dict(self.describe)}
@@ -91,8 +136,25 @@ def _stt_factory(settings: Settings, instant_transcript: str) -> Callable[[], Re
         return lambda: AzureRecognizer(options)
     from callwright.speech.stt_pocketsphinx import Lexicon, PocketsphinxRecognizer
 
+    # With STT_ENGINE=whisper pocketsphinx still streams the partials (barge-in confirmation, the live
+    # transcript); the transcriber makes the final.
     lexicon = Lexicon()  # one parsed dictionary shared by every pooled recognizer
-    return lambda: PocketsphinxRecognizer(lexicon)
+    lm = "domain" if engine == "whisper" else settings.pocketsphinx_lm
+    return lambda: PocketsphinxRecognizer(lexicon, lm=lm)
+
+
+def _transcriber(settings: Settings) -> Transcriber | None:
+    if settings.stt_engine != "whisper":
+        return None
+    from callwright.speech.stt_whisper import build_whisper_transcriber
+
+    return build_whisper_transcriber(settings)
+
+
+def _turn_detector(settings: Settings) -> Any:
+    from callwright.speech.turn import build_turn_detector
+
+    return build_turn_detector(settings)
 
 
 def _tts_factory(settings: Settings) -> Callable[[], Synthesizer]:
@@ -143,4 +205,7 @@ def build_engines(settings: Settings, instant_transcript: str = "") -> SpeechEng
         endpoint_silence_ms=settings.endpoint_silence_ms,
         describe={"stt": settings.stt_engine, "tts": settings.tts_engine, "vad": settings.vad_engine},
         vad_engine=settings.vad_engine,
+        transcriber=_transcriber(settings),
+        final_threads=settings.whisper_decodes,
+        turn_detector=_turn_detector(settings),
     )
