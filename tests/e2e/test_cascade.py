@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from callwright.emulator.phone import build_phone_from_script
 from callwright.localstack import local_stack
 
 from .conftest import history, lane_threads
+
+
+def spoken(text: str) -> str:
+    """The words of a caller turn: whisper writes "What are your opening hours." where pocketsphinx wrote
+    "what are your opening hours"; the words are what these tests are about."""
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
 
 BARGE_IN = """
 name: barge-in
@@ -95,7 +103,7 @@ async def test_noise_clicks_and_backchannels_do_not_cut_the_reply(stack):
     replies = [m for m in entries if m["role"] == "assistant"]
     assert replies[-1]["content"].startswith("We're open Monday to Friday")
     assert not any(m.get("interrupted") for m in replies), by_kind
-    assert [m["content"] for m in entries if m["role"] == "user"] == ["what are your opening hours"]
+    assert [spoken(m["content"]) for m in entries if m["role"] == "user"] == ["what are your opening hours"]
 
 
 async def test_stop_audio_at_onset_still_resumes_after_a_backchannel():
@@ -109,7 +117,7 @@ async def test_stop_audio_at_onset_still_resumes_after_a_backchannel():
         replies = [m for m in entries if m["role"] == "assistant"]
         assert replies[-1]["content"].startswith("We're open Monday to Friday")
         assert not any(m.get("interrupted") for m in replies)
-        assert [m["content"] for m in entries if m["role"] == "user"] == ["what are your opening hours"]
+        assert [spoken(m["content"]) for m in entries if m["role"] == "user"] == ["what are your opening hours"]
 
 
 ECHO = """

@@ -61,6 +61,29 @@ class HangUp:
 AgentEvent = TextChunk | ToolInvoked | Handoff | Transfer | HangUp
 
 
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """What the agent is waiting for the caller to say next (end-of-turn detection waits for it): a
+    ``digits`` slot of ``min_digits``..``max_digits``, a ``yes_no`` answer, a ``choice``, free ``text``."""
+
+    kind: Literal["digits", "yes_no", "choice", "text"]
+    min_digits: int = 1
+    max_digits: int = 16
+
+
+def expectation_of(orchestrator: object) -> Expectation | None:
+    """The orchestrator's :meth:`expecting`, for orchestrators that have it (it is optional); None when
+    it has none or it fails (end-of-turn detection then goes by the audio and words alone)."""
+    expecting = getattr(orchestrator, "expecting", None)
+    if expecting is None:
+        return None
+    try:
+        result = expecting()
+    except Exception:
+        return None
+    return result if isinstance(result, Expectation) else None
+
+
 @dataclass
 class CallInfo:
     """What an agent may know about the call it serves."""
@@ -86,4 +109,6 @@ class Orchestrator(Protocol):
         """React to one caller turn. Cancelled (CancelledError) on barge-in; must not leave state half-done."""
 
     def expected_phrases(self) -> Sequence[str]:
-        """Phrases the caller is likely to say next, for recognizer biasing. May be empty."""
+        """Phrases the caller is likely to say next, for recognizer biasing. May be empty.
+
+        Optional beside it: ``expecting() -> Expectation | None`` (see :func:`expectation_of`)."""

@@ -147,6 +147,18 @@ class SpeechSegmenter:
     def in_speech(self) -> bool:
         return self._in_speech
 
+    @property
+    def endpoint_silence_ms(self) -> int:
+        return self._end_frames * FRAME_MS
+
+    @endpoint_silence_ms.setter
+    def endpoint_silence_ms(self, ms: int) -> None:
+        """Change the silence that ends a segment (the recognition lane shortens it to the turn detector's
+        pause, then decides itself whether the caller has finished); takes effect from the next frame."""
+        if ms < FRAME_MS:
+            raise ValueError("endpoint_silence_ms must be at least one 20 ms frame")
+        self._end_frames = -(-ms // FRAME_MS)
+
     def feed(self, frame: bytes, now: float | None = None) -> SegmentEvent | None:
         now = time.monotonic() if now is None else now
         start = now - FRAME_MS / 1000  # the frame arrived once it was complete

@@ -30,7 +30,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from callwright.acs.media import AudioData, AudioMetadata
-from callwright.agents.base import Handoff, HangUp, Orchestrator, TextChunk, ToolInvoked, Transfer, Turn
+from callwright.agents.base import (
+    Handoff,
+    HangUp,
+    Orchestrator,
+    TextChunk,
+    ToolInvoked,
+    Transfer,
+    Turn,
+    expectation_of,
+)
 from callwright.logs import call_scope, pii
 from callwright.sessions.registry import CallRecord
 from callwright.speech.base import Recognizer, Synthesizer
@@ -44,7 +53,7 @@ from callwright.voice.cascade.heard import (
     is_short_non_interruption,
 )
 from callwright.voice.cascade.playback import Playback, Segment
-from callwright.voice.cascade.recognition import RecognitionLane, Utterance
+from callwright.voice.cascade.recognition import RecognitionLane, TurnTaking, Utterance
 from callwright.voice.health import media_health
 
 log = logging.getLogger("callwright.cascade")
@@ -173,8 +182,10 @@ class SpeechCascadeHandler:
             workers=getattr(self._st, "recognition_workers", None),
             on_failure=self._on_lane_failure,
             on_echo_guard_reset=self._on_echo_guard_reset,
+            turn_taking=TurnTaking.from_engines(self._engines, self._settings),
         )
         lane.bias(self._phrases())
+        lane.expect(expectation_of(self.orchestrator))
         lane.start()
         return lane
 
@@ -431,6 +442,8 @@ class SpeechCascadeHandler:
             finally:
                 self._turn_task = None
                 self._reply = None
+                if self._lane is not None:  # what the agent now waits for: end-of-turn detection uses it
+                    self._lane.expect(expectation_of(self.orchestrator))
 
     async def _run_turn(self, kind: str, payload: Any) -> None:
         orchestrator = self.orchestrator
