@@ -115,11 +115,32 @@ def bench(
         "--robustness",
         help="only the robustness section: attack a local stack; count 5xx, deaf calls, forgeries, lost transcripts",
     ),
+    understanding: bool = typer.Option(
+        False,
+        "--understanding",
+        help="only the understanding section: natural-voice corpus; WER, intent accuracy, cut-offs, latency",
+    ),
 ) -> None:
     """Benchmark latency, barge-in, density and leaks, measured at the caller's ear by the emulator."""
+    if understanding:  # standalone too: python -m callwright.bench.understanding --help
+        from callwright.bench.understanding import run_understanding_command
+
+        raise typer.Exit(run_understanding_command(quick, as_json, out, markdown_out))
     from callwright.bench.command import run_bench_command
 
     raise typer.Exit(run_bench_command(quick, as_json, out, markdown_out, robustness))
+
+
+@app.command()
+def realtime(
+    host: str = typer.Option("127.0.0.1", help="interface to listen on"),
+    port: int = typer.Option(8765, help="port to listen on"),
+    api_key: str | None = typer.Option(None, "--api-key", help="key clients must send (default: REALTIME_API_KEY)"),
+) -> None:
+    """Run the local realtime server (VoiceLive and OpenAI Realtime protocols) on the embedded engines."""
+    from callwright.realtime.cli import run_realtime
+
+    raise typer.Exit(run_realtime(host, port, api_key))
 
 
 def main() -> None:

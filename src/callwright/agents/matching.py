@@ -61,6 +61,28 @@ STOPWORDS = frozenset(
         "want",
         "wanna",
         "need",
+        # Natural callers wrap requests in greetings and contractions (whisper writes them out);
+        # none of these tells one intent from another.
+        "hi",
+        "hello",
+        "hey",
+        "yeah",
+        "there",
+        "guys",
+        "what's",
+        "whats",
+        "that's",
+        "it's",
+        "i'll",
+        "i've",
+        "was",
+        "just",
+        "tell",
+        "know",
+        "us",
+        "our",
+        "about",
+        "with",
     ]
 )
 # Backchannels and hesitations carry no intent; an utterance made only of them matches nothing.
@@ -221,10 +243,14 @@ class IntentMatcher:
     def __init__(self, intents: dict[str, Sequence[str]], threshold: float = 72) -> None:
         self.threshold = threshold
         self._examples: list[tuple[str, str, str, str]] = []  # intent, example, words, phonetic
+        users: dict[str, set[str]] = {}
         for name, examples in intents.items():
             for ex in examples:
                 words = content_words(ex)
                 self._examples.append((name, ex, " ".join(words), phonetic(words)))
+                for w in words:
+                    users.setdefault(w, set()).add(name)
+        self._intents_using = {w: len(names) for w, names in users.items()}
 
     def score(self, text: str) -> list[Match]:
         words = content_words(text)
@@ -233,19 +259,66 @@ class IntentMatcher:
         said, said_ph = " ".join(words), phonetic(words)
         best: dict[str, Match] = {}
         for name, ex, ex_words, ex_ph in self._examples:
+            if " " not in ex_words and len(words) > 2:
+                # A one-word example ("operator", "goodbye") is a request only when said (nearly) alone:
+                # inside a longer sentence the word is no evidence ("... four goodbye are is" is noise, and
+                # "my name is Alice Brown" must not end the call). Multi-word examples still score it.
+                continue
             lexical = _blend(said, ex_words)
             # Sound-alike is weaker evidence, and worthless on one- or two-letter keys ("huh" -> "H").
             sound = _blend(said_ph, ex_ph) * 0.95 if len(said_ph.replace(" ", "")) >= 4 else 0.0
-            s = max(lexical, sound)
+            s = max(lexical, sound, self._coverage(words, ex_words))
             if name not in best or s > best[name].score:
                 best[name] = Match(name, s, ex)
         return sorted(best.values(), key=lambda m: m.score, reverse=True)
+
+    def _coverage(self, said: list[str], ex_words: str) -> float:
+        """Evidence from a long natural sentence that contains an example's words among many others
+        ("what's the address of your office, I need to drop off some paperwork"), which whole-utterance
+        ratios sink. Every *distinctive* word of the example (used by this intent alone) must be present;
+        words several intents use ("what", "my") only break ties. Examples of one content word never
+        count, so a lone "claim" or "bye" inside a sentence is not enough."""
+        ex = ex_words.split()
+        if len(ex) < 2:
+            return 0.0
+        distinctive = [w for w in ex if self._intents_using.get(w, 1) == 1]
+        if not distinctive or not all(_word_in(w, said) for w in distinctive):
+            return 0.0
+        generic = [w for w in ex if w not in distinctive]
+        found = sum(_word_in(w, said) for w in generic)
+        return COVERAGE_SCORE + (2.0 * found / len(generic) if generic else 2.0)
 
     def best(self, text: str) -> Match | None:
         ranked = self.score(text)
         if ranked and ranked[0].score >= self.threshold:
             return ranked[0]
         return None
+
+
+# Coverage evidence scores just above the default threshold (72) and below a pending slot's switch bar
+# (threshold + 8): enough to answer a fresh request, never enough to abandon a slot being filled.
+COVERAGE_SCORE = 78.0
+COVERAGE_MIN_SHARE = 0.99
+
+
+def _stem(word: str) -> str:
+    # Enough morphology for "checking"/"check", "claims"/"claim", "located"/"locate".
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def _word_in(word: str, said: list[str]) -> bool:
+    """The word, its stem, or (for words of 5+ letters) a close spelling of it is among the said words."""
+    if word in said:
+        return True
+    stem = _stem(word)
+    if any(_stem(w) == stem for w in said):
+        return True
+    if len(word) < 5:
+        return False
+    return any(len(w) >= 4 and fuzz.ratio(word, w) >= 85 for w in said)
 
 
 def _blend(a: str, b: str) -> float:

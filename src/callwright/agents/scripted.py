@@ -18,7 +18,7 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-from callwright.agents.base import AgentEvent, HangUp, ToolInvoked, Transfer, Turn
+from callwright.agents.base import AgentEvent, Expectation, HangUp, ToolInvoked, Transfer, Turn
 from callwright.agents.matching import (
     IntentMatcher,
     content_words,
@@ -88,6 +88,18 @@ class ScenarioOrchestrator(AgentRuntime):
         phrases.extend(DIGIT_WORDS)
         phrases.extend(YES_NO_WORDS)
         return list(dict.fromkeys(phrases))
+
+    def expecting(self) -> Expectation | None:
+        """The slot being filled (or the yes/no of an offer of a person), for end-of-turn detection."""
+        if self._offering_human:
+            return Expectation("yes_no")
+        pending = self._pending
+        slot = self._next_slot(pending) if pending is not None else None
+        if slot is None:
+            return None
+        if slot.type == "digits":
+            return Expectation("digits", slot.min_digits, slot.max_digits)
+        return Expectation(slot.type)
 
     # -- planning ----------------------------------------------------------------------------------
     def _matcher(self, agent: str) -> IntentMatcher:
@@ -168,6 +180,10 @@ class ScenarioOrchestrator(AgentRuntime):
         best: tuple[float, str] | None = None
         for name, ex_words, ex_ph in self._escapes[agent]:
             k = len(ex_words)
+            if k == 1 and len(words) > 2:
+                # One fuzzy word ("bye", "operator") inside a longer request is weak evidence: a garbled
+                # name or number turned into "goodbye" must not end the call.
+                continue
             # windows the example's length (or one longer, for a stray word inside the request)
             for size in {min(k, len(words)), min(k + 1, len(words))}:
                 for start in range(len(words) - size + 1):
