@@ -11,7 +11,15 @@ from typing import Any
 
 from rich.console import Console
 
-from callwright.bench.report import markdown, render_robustness, render_table, robustness_markdown, stamp
+from callwright.bench.realtime_bench import run_for_size as run_realtime_for_size
+from callwright.bench.report import (
+    markdown,
+    realtime_server_lines,
+    render_robustness,
+    render_table,
+    robustness_markdown,
+    stamp,
+)
 from callwright.bench.robustness import RobustnessPlan, run_robustness
 from callwright.bench.runner import BenchPlan, run_bench
 
@@ -38,6 +46,8 @@ def run_bench_command(
         return _robustness_only(size, as_json, out, markdown_out, note, err)
     try:
         result = asyncio.run(run_bench(plans[size](), note))
+        note("local realtime server (VoiceLive protocol on the embedded engines)")
+        result["realtime_server"] = asyncio.run(run_realtime_for_size(size))
         if size == "full":  # a tenth of --robustness (~1-2 min): every trigger, fewer inputs, one fault
             note("robustness (reduced pass; the full one: callwright bench --robustness)")
             result["robustness"] = asyncio.run(run_robustness(RobustnessPlan.reduced(), note))
@@ -56,6 +66,8 @@ def run_bench_command(
         sys.stdout.write(json.dumps(result) + "\n")
     else:
         render_table(Console(), result)
+        for line in realtime_server_lines(result.get("realtime_server")):
+            Console().print(line, highlight=False)
         if result.get("robustness"):
             render_robustness(Console(), result["robustness"])
     return 0

@@ -160,6 +160,8 @@ def markdown(result: dict[str, Any]) -> str:
               f"{sk['calls']} short calls ({sk['workers']} at a time), {sk['failed_calls']} failed; RSS "
               f"{sk['rss_mb_after_warmup']:g} MB after {sk['warmup_calls']} warm-up calls → {sk['rss_mb_end']:g} MB at "
               f"the end ({sk['rss_growth_pct']:g} %). Start: {sk['start']}. End: {sk['end']}.", ""]  # fmt: skip
+    if result.get("realtime_server"):
+        lines += ["", "### Local realtime server", "", *realtime_server_lines(result["realtime_server"]), ""]
     if result.get("robustness"):
         lines += [*robustness_lines(result["robustness"]), ""]
     return "\n".join(lines) + "\n"
@@ -278,3 +280,23 @@ def robustness_markdown(result: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(head + robustness_lines(result["robustness"])) + "\n"
+
+
+def realtime_server_lines(rt: dict[str, Any] | None) -> list[str]:
+    """The local realtime server's own figures (``callwright realtime``; bench/realtime_bench.py)."""
+    if not rt:
+        return []
+    lat = rt.get("latency", {})
+
+    def fig(name: str) -> str:
+        s = lat.get(name) or {}
+        return f"p50 {_fmt(s.get('p50_ms'))} / p95 {_fmt(s.get('p95_ms'))} ms (n={s.get('n', 0)})"
+
+    sessions = rt.get("sessions", {})
+    return [
+        f"- local realtime server, end of speech → first response.audio.delta "
+        f"(includes its {rt.get('silence_duration_ms')} ms server-VAD silence): " + fig("end_of_speech_to_first_audio"),
+        "- local realtime server, caller's speech start → response.done (cancelled): "
+        + fig("speech_start_to_cancelled_done"),
+        f"- local realtime server, sessions sustained: {sessions.get('sustained')} ({sessions.get('criterion')})",
+    ]

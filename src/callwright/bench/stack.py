@@ -127,8 +127,9 @@ async def _wait_ready(http: httpx.AsyncClient, url: str, process: asyncio.subpro
             resp = await http.get(f"{url}/ready")
             if resp.status_code == 200:
                 pools = resp.json().get("checks", {}).get("pools", {})
-                # Warm engines first, so the first measured call does not pay for building them.
-                if all(p.get("size", 0) >= min(p.get("max_size", 0), 1) for p in pools.values()):
+                # Warm engines first, so the first measured call does not pay for building them (pools
+                # without a size, such as realtime connections, have nothing to warm).
+                if all(p["size"] >= min(p.get("max_size", 0), 1) for p in pools.values() if "size" in p):
                     return
             last = f"{resp.status_code} {resp.text[:200]}"
         await asyncio.sleep(0.2)

@@ -1,0 +1,92 @@
+"""Misuse gets the services' error events and the socket stays up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+from rt_support import Events, b64, silence, wav16
+
+
+def _codes(events: Events) -> list[str | None]:
+    return [e.error.code for e in events.of("error")]
+
+
+async def test_errors_leave_the_socket_up(rt: tuple[str, Any]) -> None:
+    url, _ = rt
+    client = openai.AsyncOpenAI(api_key="sk-local", base_url=f"{url}/v1")
+    async with client.realtime.connect(model="callwright-scenario:insurance") as conn:
+        events = Events(conn)
+        await events.wait("session.created")
+        await conn.send_raw("{not json")
+        await conn.send_raw(b"\x00\x01binary")
+        await conn.send({"type": "no.such.event", "event_id": "evt_client_1"})  # type: ignore[arg-type]
+        await conn.send({"type": "input_audio_buffer.commit"})
+        await conn.send({"type": "response.cancel"})
+        await conn.send({"type": "input_audio_buffer.append", "audio": "@@not base64@@"})
+        await conn.send({"type": "session.update", "session": {"type": "realtime",
+                         "audio": {"input": {"turn_detection": {"type": "psychic_vad"}}}}})  # fmt: skip
+        await conn.send({"type": "conversation.item.truncate", "item_id": "item_nope", "content_index": 0,
+                         "audio_end_ms": 10})  # fmt: skip
+        await events.wait("error", 8)
+        # commit is answered by the audio lane, so its error may come after later events' errors
+        assert sorted(c or "" for c in _codes(events)) == sorted(
+            [
+                "invalid_json",
+                "invalid_event",
+                "invalid_event",
+                "input_audio_buffer_commit_empty",
+                "response_cancel_not_active",
+                "invalid_value",
+                "invalid_value",
+                "invalid_value",
+            ]
+        )
+        errors = events.of("error")
+        named = [e for e in errors if e.error.event_id == "evt_client_1"]
+        assert len(named) == 1 and named[0].error.code == "invalid_event"  # the client's event is named
+        assert any(e.error.param == "audio.input.turn_detection.type" for e in errors)
+        assert all(e.error.type == "invalid_request_error" for e in errors)
+
+        # two response.create in a row: the second is refused while the first (the greeting) runs
+        await conn.send({"type": "response.create"})
+        await conn.send({"type": "response.create"})
+        await events.wait("error", 9)
+        assert _codes(events)[-1] == "conversation_already_has_active_response"
+        first_delta = (await events.wait("response.output_audio.delta"))[0]
+        await conn.send({"type": "response.cancel"})
+        done = (await events.wait("response.done"))[0]
+        assert done.response.status == "cancelled"
+        assert done.response.status_details.reason == "client_cancelled"
+        # truncating past the audio the item has is refused; within it, accepted
+        produced = (
+            sum(
+                len(e.delta) * 3 // 4
+                for e in events.of("response.output_audio.delta")
+                if e.item_id == first_delta.item_id
+            )
+            // 48
+        )  # 24 kHz PCM16 bytes → ms
+        await conn.send({"type": "conversation.item.truncate", "item_id": first_delta.item_id, "content_index": 0,
+                         "audio_end_ms": produced + 500})  # fmt: skip
+        await events.wait("error", 10)
+        assert _codes(events)[-1] == "invalid_value"
+        assert "beyond the audio" in events.of("error")[-1].error.message
+        await conn.send({"type": "conversation.item.truncate", "item_id": first_delta.item_id, "content_index": 0,
+                         "audio_end_ms": max(0, produced - 10)})  # fmt: skip
+        await events.wait("conversation.item.truncated")
+
+        # still a working session: a manual commit of real speech, then an update that applies
+        await conn.send({"type": "session.update", "session": {"type": "realtime",
+                         "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}, "turn_detection": None}}}})  # fmt: skip
+        await events.wait("session.updated")
+        await conn.send({"type": "input_audio_buffer.append", "audio": b64(wav16("yes") + silence(200))})
+        await conn.send({"type": "input_audio_buffer.commit"})
+        committed = (await events.wait("input_audio_buffer.committed"))[0]
+        assert committed.item_id
+        await conn.send({"type": "conversation.item.delete", "item_id": committed.item_id})
+        await events.wait("conversation.item.deleted")
+        await conn.send({"type": "conversation.item.delete", "item_id": committed.item_id})
+        await events.wait("error", 11)
+        assert len(events.of("error")) == 11
+        await events.close()
