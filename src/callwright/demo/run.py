@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
+from rich.markup import escape
 
 from callwright.bench.stack import SplitStack, StackError, split_stack
-from callwright.emulator.phone.audio import default_tts_cache_dir, flite_say
-from callwright.emulator.phone.media import CallerUtterance
+from callwright.demo.interactive import keyboard_caller, stdin_lines
 from callwright.emulator.phone.script import ScriptError, load_script
 from callwright.emulator.phone.summary import render_report
 
@@ -37,63 +39,56 @@ steps:
 """
 
 
-async def _live_transcript(stack: SplitStack, call_id: str, console: Console) -> None:
-    """Print each new history entry the server records for the call (what it heard and said)."""
-    shown = 0
-    while True:
-        with contextlib.suppress(Exception):
-            view = await stack.server_call(call_id)
-            entries = (view or {}).get("transcript") or []
-            for e in entries[shown:]:
-                who = "[cyan]caller[/]" if e.get("role") == "user" else f"[magenta]{e.get('agent') or 'agent'}[/]"
-                cut = " [yellow](interrupted)[/]" if e.get("interrupted") else ""
-                console.print(f"  {who}: {e.get('content', '')}{cut}")
-            shown = max(shown, len(entries))
-        await asyncio.sleep(_POLL_S)
+class _Transcript:
+    """The server's record of the call (what it heard and said), printed as it grows."""
+
+    def __init__(self, stack: SplitStack, call_id: str, console: Console) -> None:
+        self.stack, self.call_id, self.console = stack, call_id, console
+        self.entries: list[dict[str, Any]] = []
+
+    async def poll(self) -> None:
+        view = await self.stack.server_call(self.call_id)
+        entries = list((view or {}).get("transcript") or [])
+        for e in entries[len(self.entries) :]:
+            if e.get("role") == "user":
+                who = "[cyan]caller (keypad)[/]" if e.get("kind") == "dtmf" else "[cyan]caller[/]"
+            else:
+                who = f"[magenta]{escape(str(e.get('agent') or 'agent'))}[/]"
+            cut = " [yellow](interrupted)[/]" if e.get("interrupted") else ""
+            self.console.print(f"  {who}: {escape(str(e.get('content', '')))}{cut}")
+        if len(entries) > len(self.entries):
+            self.entries = entries
+
+    async def follow(self) -> None:
+        while True:
+            # The server may be busy or between states; the next poll catches up.
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                await self.poll()
+            await asyncio.sleep(_POLL_S)
 
 
-def _read_stdin(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
-    """A daemon thread: a blocked ``readline`` must not keep the process alive after the call ends."""
-    for line in sys.stdin:
-        loop.call_soon_threadsafe(lines.put_nowait, line)
-    loop.call_soon_threadsafe(lines.put_nowait, None)
-
-
-async def _type_lines(phone: Any, call: Any, console: Console) -> None:
-    """Each line typed is spoken by the phone (flite); an empty line or end of input hangs up."""
-    console.print("[bold]Type what the caller says; an empty line hangs up.[/]")
-    cache = default_tts_cache_dir()
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
-    threading.Thread(target=_read_stdin, args=(asyncio.get_running_loop(), lines), daemon=True).start()
-    while True:
-        line = await lines.get()
-        text = (line or "").strip()
-        if not text:
-            call.hang_up_by_phone()
-            return
-        try:
-            pcm = await flite_say(text, phone.script.voice, cache)
-        except Exception as exc:  # flite missing or failing: say so and keep the call up
-            console.print(f"[red]cannot speak that line:[/] {exc}")
-            continue
-        # The call is connected but its media stream may still be opening; the phone has no public
-        # event for that, and polling a 20 ms tick is what the phone itself does.
-        while phone.link is None:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-        utt = CallerUtterance(label=text, kind="speech")
-        phone.utterances.append(utt)
-        await phone.link.say(pcm, utt)
+def _engines() -> str:
+    # The server child inherits this environment (split_stack), so these are the engines it runs.
+    stt = os.environ.get("STT_ENGINE") or "pocketsphinx"
+    return f"speech recognition: {stt}, synthesis: {os.environ.get('TTS_ENGINE') or 'espeak'}"
 
 
 async def _demo(script_text: str, *, scenario: str | None, interactive: bool, record_dir: Path,
                 console: Console) -> dict[str, Any]:  # fmt: skip
     env = {"SCENARIO": scenario} if scenario else {}
+    # SIGTERM unwinds like Ctrl-C, so the server child is stopped too rather than left running.
+    main = asyncio.current_task()
+    if main is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+    # Read the keyboard from the start: lines typed while the stack starts are queued, not lost.
+    lines = stdin_lines() if interactive else None
     status = console.status("starting the emulator and the server (embedded engines)…")
     status.start()
     try:
         async with split_stack(env, log_dir=record_dir / "logs") as stack:
             status.stop()
             console.print(f"[green]✓[/] server {stack.url} (pid {stack.pid}), emulator {stack.emulator.endpoint}")
+            console.print(f"[dim]{_engines()}[/]")
             try:
                 phone, call = await stack.place(script_text, record_dir=record_dir)
             except Exception as exc:  # refused or unanswered: show why, with the server's last words
@@ -101,14 +96,21 @@ async def _demo(script_text: str, *, scenario: str | None, interactive: bool, re
                 console.print(f"[dim]server log ({stack.log_path}):[/]\n{stack.log_tail()}", highlight=False)
                 return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "events": []}
             console.print(f"[green]✓[/] call {call.call_connection_id} connected — live transcript:")
-            watcher = asyncio.create_task(_live_transcript(stack, call.call_connection_id, console))
-            typing = asyncio.create_task(_type_lines(phone, call, console)) if interactive else None
+            transcript = _Transcript(stack, call.call_connection_id, console)
+            watcher = asyncio.create_task(transcript.follow())
+            typing = asyncio.create_task(keyboard_caller(phone, call, lines, console)) if lines is not None else None
             try:
-                return dict(await phone.run(call))
+                report = dict(await phone.run(call))
             finally:
                 for t in (watcher, typing):
                     if t is not None:
                         t.cancel()
+            # The last turns may have landed after the watcher's last poll; the report carries the server's
+            # record too (it is what the server heard: keyed digits, recognized words).
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                await transcript.poll()
+            report["server_transcript"] = transcript.entries
+            return report
     finally:
         status.stop()
 
@@ -135,6 +137,9 @@ def run_demo(*, script: Path | None, scenario: str | None, interactive: bool, as
     except StackError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 1
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C or SIGTERM: the stack is already down
+        console.print("[yellow]stopped[/]")
+        return 130
     if as_json:
         sys.stdout.write(json.dumps(report) + "\n")
     else:
