@@ -143,5 +143,27 @@ class Metrics:
             ["outcome"], registry=r,
         )  # fmt: skip
 
+        # --- voice live (realtime handler; labels are fixed sets: mode, backend, reason) ---
+        self.mode_turn_response_seconds = Histogram(
+            "callwright_mode_turn_response_seconds",
+            "End of the caller's speech to the agent's first audio sent, by media mode",
+            ["mode"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.mode_barge_in_seconds = Histogram(
+            "callwright_mode_barge_in_seconds",
+            "Barge-in signal (voice onset / speech_started) to the agent silenced (StopAudio sent), by media mode",
+            ["mode"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.voice_live_connections_total = Counter(
+            "callwright_voice_live_connections_total",
+            "Realtime backend connections by backend and outcome (connected/refused/unreachable/full)",
+            ["backend", "outcome"], registry=r,
+        )  # fmt: skip
+        self.voice_live_failures_total = Counter(
+            "callwright_voice_live_failures_total",
+            "Calls whose realtime leg failed (apologised to, then transferred or ended), by reason",
+            ["reason"], registry=r,
+        )  # fmt: skip
+
     def watch_pools(self, stats: Callable[[], dict[str, dict[str, Any]]]) -> None:
         self.registry.register(_PoolCollector(stats))

@@ -18,6 +18,8 @@ from callwright.speech.factory import build_engines
 from callwright.voice.cascade.handler import SpeechCascadeHandler
 from callwright.voice.cascade.recognition import RecognitionWorkers
 from callwright.voice.factory import MediaHandlerFactory
+from callwright.voice.realtime.handler import RealtimeHandler
+from callwright.voice.realtime.service import RealtimeService
 
 log = logging.getLogger("callwright.media")
 
@@ -81,15 +83,23 @@ async def setup_media(
     app_state.orchestrator_factory = orchestrator_for
     factory.register("media", lambda record, transport, st: SpeechCascadeHandler(record, transport, st))
 
-    def voice_live_fallback(record: CallRecord, transport: Any, st: Any) -> SpeechCascadeHandler:
-        # The realtime (VoiceLive) handler is not part of this build yet; say so rather than drop the call.
-        log.warning("voice_live mode is not available in this build; serving the call with the speech cascade")
-        return SpeechCascadeHandler(record, transport, st)
-
-    factory.register("voice_live", voice_live_fallback)
+    # voice_live: a speech-to-speech realtime service (VoiceLive, OpenAI Realtime, or the local realtime
+    # server on these same engines, started here when it is the default mode, else on the first such call).
+    voice_live = RealtimeService(settings, engines, app_state.metrics)
+    try:
+        await voice_live.start(start_local=settings.acs_streaming_mode == "voice_live")
+    except Exception as exc:
+        await voice_live.close()
+        raise SettingsError(f"voice_live: the realtime backend could not be set up: {exc}") from None
+    app_state.voice_live = voice_live
+    app_state.pool_stats = lambda: {
+        "stt": engines.stt_pool.stats(), "tts": engines.tts_pool.stats(), "realtime": voice_live.stats()
+    }  # fmt: skip
+    factory.register("voice_live", lambda record, transport, st: RealtimeHandler(record, transport, st, voice_live))
 
     async def cleanup() -> None:
         # Call handlers have stopped by now, so no lane is left queued behind these.
+        await voice_live.close()  # before the engines it shares
         if not await asyncio.get_running_loop().run_in_executor(None, workers.close, 2.0):
             log.error("recognition workers did not stop within 2 s")
         await engines.close()
