@@ -265,6 +265,44 @@ async def test_pause_without_stop_audio_lets_the_sent_frames_play_and_resume_res
     assert heard_text([seg])[0] == seg.text
 
 
+class _RecordingSink(_Sink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list[bytes] = []
+
+    async def send_audio(self, pcm: bytes) -> None:
+        self.frames.append(pcm)
+        await super().send_audio(pcm)
+
+
+async def test_a_frame_waiting_for_its_send_time_is_not_sent_after_a_stop_and_reopen():
+    """The barge-in race: the loop picked a frame and sleeps until its send time; StopAudio clears the
+    reply and reopen() lets the next one play before that sleep ends. The stale frame must not go out."""
+    sink = _RecordingSink()
+    playback = Playback(sink, lead_ms=60)
+    playback.start()
+    old = playback.new_segment("old reply")
+    playback.append(old, b"\x01\x00" * 320 * 50)  # a second of audio, every sample 1
+    playback.finish(old)
+    await asyncio.sleep(0.3)  # past the lead: now every frame waits ~20 ms for its send time
+    for _ in range(20):  # stop and reopen at several phases of the loop's wait
+        await asyncio.sleep(0.007)
+        playback.pause()
+        playback.clear()
+        playback.reopen()
+        new = playback.new_segment("new reply")
+        playback.append(new, bytes(640 * 2))  # silence: distinguishable from the old reply's samples
+        playback.finish(new)
+        stopped_at = len(sink.frames)
+        await asyncio.sleep(0.005)
+        # Nothing of the cleared reply goes out after the stop, whatever the loop was waiting on.
+        assert all(f == bytes(640) for f in sink.frames[stopped_at:]), "a cleared frame was sent"
+        old = playback.new_segment("old reply")
+        playback.append(old, b"\x01\x00" * 320 * 10)
+        playback.finish(old)
+    await playback.close()
+
+
 def test_backchannel_and_short_sounds():
     assert is_backchannel("uh huh") and is_backchannel("okay") and is_backchannel("Mm-hm")
     assert not is_backchannel("okay where is your office")

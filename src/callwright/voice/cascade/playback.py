@@ -62,6 +62,9 @@ class Playback:
         self._idle.set()
         self._paused = False
         self._held = False
+        # Bumped by every hold, pause and clear: a frame picked before one of them and still waiting for
+        # its send time is not sent, even if a resume or reopen came during the wait.
+        self._stops = 0
         self._task: asyncio.Task[None] | None = None
         self._next_play_at = 0.0  # monotonic time the next frame plays at the caller's end
         self._grid_origin: float | None = None  # play times stay on one 20 ms grid, like the caller's clock
@@ -120,6 +123,7 @@ class Playback:
         heard at all; one confirmed becomes a pause without having lost that time.
         """
         self._held = True
+        self._stops += 1
 
     def release(self) -> None:
         if self._held:
@@ -135,6 +139,7 @@ class Playback:
         now = time.monotonic()
         self._paused = True
         self._held = False
+        self._stops += 1
         self._settle(now)
         if flush:
             for _end, seg, nbytes in self._inflight:
@@ -158,6 +163,7 @@ class Playback:
     def clear(self) -> list[Segment]:
         """Drop everything (confirmed barge-in / call end); returns the segments of the reply so far."""
         self._paused = True
+        self._stops += 1
         self._settle(time.monotonic())
         segments, self._segments = self._segments, []
         self._inflight.clear()
@@ -172,6 +178,7 @@ class Playback:
 
     def reopen(self) -> None:
         self._paused = self._held = False
+        self._wake.set()
 
     # --- the pacing loop --------------------------------------------------------------------------
     def _pending_bytes(self) -> int:
@@ -225,8 +232,9 @@ class Playback:
                 self._next_play_at = self._on_grid(now)
             send_at = self._next_play_at - self._lead
             if send_at > now:
+                stops = self._stops
                 await asyncio.sleep(send_at - now)
-                if self._paused or self._held:
+                if self._paused or self._held or self._stops != stops:
                     continue
             if len(chunk) < self._frame:
                 chunk = chunk + bytes(self._frame - len(chunk))
