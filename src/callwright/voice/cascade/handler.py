@@ -576,6 +576,7 @@ class SpeechCascadeHandler:
         if reply.speech_end_time and first_audio:
             m["response_s"] = first_audio - reply.speech_end_time
             self._metrics.turn_response_seconds.observe(m["response_s"])
+            self._metrics.mode_turn_response_seconds.labels("media").observe(m["response_s"])
         if m:
             self.turn_metrics.append(m)
             if self.memo is not None:
@@ -612,6 +613,7 @@ class SpeechCascadeHandler:
         barge.stop_audio_at = time.monotonic()  # claimed before the await: sent once
         await self._transport.stop_audio()
         self._metrics.barge_in_stop_audio_seconds.observe(barge.stop_audio_at - barge.onset_time)
+        self._metrics.mode_barge_in_seconds.labels("media").observe(barge.stop_audio_at - barge.onset_time)
         log.info("StopAudio sent %.0f ms after voice onset", (barge.stop_audio_at - barge.onset_time) * 1000)
 
     def _on_partial(self, text: str) -> None:
