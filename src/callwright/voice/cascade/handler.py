@@ -44,6 +44,7 @@ from callwright.logs import call_scope, pii
 from callwright.sessions.registry import CallRecord
 from callwright.speech.base import Recognizer, Synthesizer
 from callwright.speech.pools import PoolClosed, PoolExhausted
+from callwright.voice import telephony
 from callwright.voice.base import MediaTransport
 from callwright.voice.cascade.echo import EchoGuard
 from callwright.voice.cascade.heard import (
@@ -690,23 +691,7 @@ class SpeechCascadeHandler:
 
     # --- telephony actions ------------------------------------------------------------------------
     async def _hang_up(self, reason: str) -> None:
-        automation = self._st.automation
-        log.info("hanging up: %s", reason)
-        if automation is not None:
-            try:
-                await automation.actions(self._record.call_connection_id).hang_up()
-                return
-            except Exception:
-                log.exception("hang up through call automation failed; closing the media stream")
-        await self._transport.close()
+        await telephony.hang_up(self._st, self._record.call_connection_id, self._transport, reason)
 
     async def _transfer(self, target: str) -> None:
-        automation = self._st.automation
-        if automation is None:
-            log.error("cannot transfer to %s: no call automation client", target)
-            return
-        try:
-            await automation.actions(self._record.call_connection_id).transfer(target)
-            log.info("transfer to %s requested", target)
-        except Exception:
-            log.exception("transfer to %s failed", target)
+        await telephony.transfer(self._st, self._record.call_connection_id, target)

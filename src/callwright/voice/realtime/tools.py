@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from callwright.logs import pii
+from callwright.voice import telephony
 from callwright.voice.health import media_health
 from callwright.voice.realtime.backends import BackendClosed
 from callwright.voice.realtime.session import HANDOFF_PREFIX, AgentView, session_update, user_text
@@ -113,26 +114,10 @@ class ToolsMixin:
             await self._hang_up(action.reason or "agent ended the call")
 
     async def _hang_up(self, reason: str) -> None:
-        automation = self._st.automation
-        log.info("hanging up: %s", reason)
-        if automation is not None:
-            try:
-                await automation.actions(self._record.call_connection_id).hang_up()
-                return
-            except Exception:
-                log.exception("hang up through call automation failed; closing the media stream")
-        await self._transport.close()
+        await telephony.hang_up(self._st, self._record.call_connection_id, self._transport, reason)
 
     async def _transfer(self, target: str) -> None:
-        automation = self._st.automation
-        if automation is None:
-            log.error("cannot transfer to %s: no call automation client", target)
-            return
-        try:
-            await automation.actions(self._record.call_connection_id).transfer(target)
-            log.info("transfer to %s requested", target)
-        except Exception:
-            log.exception("transfer to %s failed", target)
+        await telephony.transfer(self._st, self._record.call_connection_id, target)
 
     # --- DTMF -------------------------------------------------------------------------------------
     async def on_dtmf(self, tone: str) -> None:
