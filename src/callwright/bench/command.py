@@ -11,10 +11,12 @@ from typing import Any
 
 from rich.console import Console
 
+from callwright.bench.modes import run_mode_comparison
 from callwright.bench.realtime_bench import run_for_size as run_realtime_for_size
 from callwright.bench.report import (
     markdown,
     realtime_server_lines,
+    render_modes,
     render_robustness,
     render_table,
     robustness_markdown,
@@ -45,7 +47,10 @@ def run_bench_command(
     if robustness:
         return _robustness_only(size, as_json, out, markdown_out, note, err)
     try:
-        result = asyncio.run(run_bench(plans[size](), note))
+        plan = plans[size]()
+        result = asyncio.run(run_bench(plan, note))
+        # The same caller's-ear figures per streaming mode: media (above) beside voice_live.
+        result["modes"] = asyncio.run(run_mode_comparison(plan, note, Path(result["artifacts_dir"]), result))
         note("local realtime server (VoiceLive protocol on the embedded engines)")
         result["realtime_server"] = asyncio.run(run_realtime_for_size(size))
         if size == "full":  # a tenth of --robustness (~1-2 min): every trigger, fewer inputs, one fault
@@ -66,6 +71,7 @@ def run_bench_command(
         sys.stdout.write(json.dumps(result) + "\n")
     else:
         render_table(Console(), result)
+        render_modes(Console(), result)
         for line in realtime_server_lines(result.get("realtime_server")):
             Console().print(line, highlight=False)
         if result.get("robustness"):

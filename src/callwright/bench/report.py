@@ -160,6 +160,8 @@ def markdown(result: dict[str, Any]) -> str:
               f"{sk['calls']} short calls ({sk['workers']} at a time), {sk['failed_calls']} failed; RSS "
               f"{sk['rss_mb_after_warmup']:g} MB after {sk['warmup_calls']} warm-up calls → {sk['rss_mb_end']:g} MB at "
               f"the end ({sk['rss_growth_pct']:g} %). Start: {sk['start']}. End: {sk['end']}.", ""]  # fmt: skip
+    if result.get("modes"):
+        lines += ["", "### Per streaming mode (caller's ear)", "", *modes_lines(result), ""]
     if result.get("realtime_server"):
         lines += ["", "### Local realtime server", "", *realtime_server_lines(result["realtime_server"]), ""]
     if result.get("robustness"):
@@ -300,3 +302,76 @@ def realtime_server_lines(rt: dict[str, Any] | None) -> list[str]:
         + fig("speech_start_to_cancelled_done"),
         f"- local realtime server, sessions sustained: {sessions.get('sustained')} ({sessions.get('criterion')})",
     ]
+
+
+def _pq(fig: dict[str, Any] | None) -> str:
+    fig = fig or {}
+    return f"{_fmt(fig.get('p50'))} / {_fmt(fig.get('p95'))} (n={fig.get('n', 0)})"
+
+
+_MODE_ROWS: tuple[tuple[str, Any], ...] = (
+    ("calls: latency + probes (latency calls failed)", lambda m: f"{_fmt(m.get('calls'))} "
+                                                                  f"({_fmt(m.get('calls_failed'))})"),
+    ("response latency p50 / p95 ms", lambda m: _pq(m.get("response_latency_ms"))),
+    ("barge-in → agent silent at the ear p50 / p95 ms", lambda m: _pq(m.get("barge_in_latency_ms"))),
+    ("barge-in → StopAudio p50 / p95 ms", lambda m: _pq(m.get("barge_in_stop_audio_ms"))),
+    ("barge-ins without StopAudio", lambda m: _fmt(m.get("barge_in_missed"))),
+    ("leaked audio after StopAudio, total / worst ms", lambda m: f"{_fmt(m.get('leaked_ms'))} / "
+                                                                 f"{_fmt(m.get('leaked_ms_max'))}"),
+    ("false barge-ins: probes drawing StopAudio", lambda m: _probes(m.get("false_barge_ins") or {},
+                                                                   m.get("false_barge_in_rate"))),
+    ("concurrent calls (density)", lambda m: _dens(m.get("density"), "max_concurrent_calls", bound=True)),
+    ("RSS MB per call (at max)", lambda m: _dens(m.get("density"), "rss_mb_per_call")),
+    ("server CPU % per call (at max)", lambda m: _dens(m.get("density"), "cpu_pct_per_call")),
+)  # fmt: skip
+
+
+def _probes(fb: dict[str, Any], rate: Any) -> str:
+    pct = "–" if rate is None else f"{rate * 100:.1f} %"
+    return f"{_fmt(fb.get('stopped'))} of {_fmt(fb.get('played'))} ({pct})"
+
+
+def _dens(d: dict[str, Any] | None, key: str, *, bound: bool = False) -> str:
+    if not d:
+        return "–"
+    return ("≥ " if bound and d.get("lower_bound") else "") + _fmt(d.get(key))
+
+
+def _mode_rows(modes: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
+    """Rows (label, one cell per mode) and the notes below them (a mode that did not run, a failed call)."""
+    rows = [[label, *("–" if m.get("error") else get(m) for m in modes.values())] for label, get in _MODE_ROWS]
+    notes = []
+    for n, m in modes.items():
+        if m.get("error"):
+            notes.append(f"`{n}` did not run: {m['error']}")
+        elif m.get("first_failure"):
+            notes.append(f"`{n}` first failed call: {m['first_failure']}")
+    return rows, notes
+
+
+def modes_lines(result: dict[str, Any]) -> list[str]:
+    """The caller's-ear figures per streaming mode side by side (Markdown table; ``bench/modes.py``)."""
+    modes = result.get("modes") or {}
+    if not modes:
+        return []
+    rows, notes = _mode_rows(modes)
+    lines = ["| figure | " + " | ".join(f"`{n}`" for n in modes) + " |", "|---|" + "---:|" * len(modes)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines + [f"\n{n}" for n in notes]
+
+
+def render_modes(console: Console, result: dict[str, Any]) -> None:
+    """The same side by side, as a terminal table."""
+    modes = result.get("modes") or {}
+    if not modes:
+        return
+    t = Table(title="per streaming mode (caller's ear)", title_justify="left")
+    t.add_column("figure")
+    for n in modes:
+        t.add_column(n, justify="right")
+    rows, notes = _mode_rows(modes)
+    for r in rows:
+        t.add_row(*r)
+    console.print(t)
+    for n in notes:
+        console.print(n, highlight=False)
