@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,6 +14,8 @@ from typing import Any
 
 from callwright.config import Settings, load_settings
 from callwright.realtime import running_realtime_server
+from callwright.realtime.protocol import Dialect, event_name
+from callwright.speech.resample import resample
 
 DATA = Path(__file__).parent.parent / "data" / "caller"
 FRAME_16K = 640
@@ -111,3 +114,110 @@ class Events:
     async def close(self) -> None:
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
+
+
+SERVER_VAD: dict[str, Any] = {"type": "server_vad", "silence_duration_ms": 500}
+_UNSET: Any = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class Client:
+    """One unmodified SDK speaking one dialect, so a test body runs unchanged for every client.
+
+    ``voicelive``: azure-ai-voicelive ``aio.connect``; ``ga``: ``openai`` ``client.realtime``;
+    ``beta``: ``openai`` ``AsyncAzureOpenAI`` ``client.beta.realtime`` (``OpenAI-Beta: realtime=v1`` on the
+    Azure OpenAI preview path), whose input and pcm16 output are fixed at 24 kHz by the protocol."""
+
+    dialect: Dialect
+
+    @property
+    def in_rate(self) -> int:
+        return 24_000 if self.dialect == "beta" else 16_000
+
+    @property
+    def out_rate(self) -> int:
+        return 24_000 if self.dialect == "beta" else 16_000
+
+    def connect(self, url: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        if self.dialect == "voicelive":
+            from azure.ai.voicelive.aio import connect
+            from azure.core.credentials import AzureKeyCredential
+
+            return connect(endpoint=url, credential=AzureKeyCredential("k"), model="callwright-scenario:insurance")
+        import openai
+
+        if self.dialect == "ga":
+            return openai.AsyncOpenAI(api_key="sk-local", base_url=f"{url}/v1").realtime.connect(
+                model="callwright-scenario:insurance"
+            )
+        client = openai.AsyncAzureOpenAI(
+            azure_endpoint=url, api_version="2025-04-01-preview", api_key="k",
+            websocket_base_url=url.replace("http://", "ws://") + "/openai",
+        )  # fmt: skip
+        # the deployment name does not name a scenario: the server's default (insurance) answers
+        return client.beta.realtime.connect(model="my-deployment")
+
+    def session(
+        self, vad: dict[str, Any] | None = _UNSET, transcription: bool = False, tools: list[Any] | None = None
+    ) -> dict[str, Any]:
+        """A ``session.update`` body in this client's shape: PCM16 at ``in_rate``/``out_rate``."""
+        s: dict[str, Any] = {}
+        if tools is not None:
+            s.update(tools=tools, tool_choice="auto")
+        if self.dialect == "ga":
+            inp: dict[str, Any] = {"format": {"type": "audio/pcm", "rate": self.in_rate}}
+            if vad is not _UNSET:
+                inp["turn_detection"] = vad
+            if transcription:
+                inp["transcription"] = {"model": "gpt-4o-mini-transcribe"}
+            out = {"format": {"type": "audio/pcm", "rate": self.out_rate}}
+            return {"type": "realtime", **s, "audio": {"input": inp, "output": out}}
+        if self.dialect == "voicelive":
+            s.update(input_audio_sampling_rate=16000, output_audio_format="pcm16_16000hz")
+        if vad is not _UNSET:
+            s["turn_detection"] = vad
+        if transcription:
+            s["input_audio_transcription"] = {"model": "whisper-1"}
+        return s
+
+    def ev(self, name: str) -> str:
+        """The beta/VoiceLive event name as this client receives it."""
+        return event_name(name, self.dialect)
+
+    def speech(self, name: str) -> bytes:
+        pcm = wav16(name)
+        return pcm if self.in_rate == 16_000 else resample(pcm, 16_000, self.in_rate)
+
+    def silence(self, ms: int) -> bytes:
+        return silence(ms, self.in_rate)
+
+    async def stream(self, conn: Any, pcm: bytes, speed: float = 4.0) -> None:
+        await stream_audio(conn.send, pcm, self.in_rate, speed)
+
+    @staticmethod
+    def audio(deltas: list[Any]) -> bytes:
+        """Reply audio from delta events (the VoiceLive SDK decodes base64 itself, openai does not)."""
+        return b"".join(d.delta if isinstance(d.delta, bytes) else base64.b64decode(d.delta) for d in deltas)
+
+    @staticmethod
+    def reason(done: Any) -> Any:
+        details = done.response.status_details
+        try:  # VoiceLive models are mappings; openai's are pydantic objects
+            return details["reason"]
+        except TypeError:
+            return details.reason
+
+    async def send_raw(self, conn: Any, data: str | bytes) -> None:
+        """Bytes no SDK method would send (misuse). Only openai's GA connection has ``send_raw``; the beta
+        one and VoiceLive's expose their websocket, which is used as-is."""
+        if self.dialect == "ga":
+            await conn.send_raw(data)
+        elif self.dialect == "beta":
+            await conn._connection.send(data)
+        elif isinstance(data, bytes):
+            await conn._connection.send_bytes(data)
+        else:
+            await conn._connection.send_str(data)
+
+
+CLIENTS = [Client("voicelive"), Client("ga"), Client("beta")]

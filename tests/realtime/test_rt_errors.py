@@ -1,31 +1,31 @@
-"""Misuse gets the services' error events and the socket stays up."""
+"""Misuse gets the services' error events and the socket stays up, for every client (VoiceLive, openai GA, beta)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import openai
-from rt_support import Events, b64, silence, wav16
+import pytest
+from rt_support import CLIENTS, Client, Events, b64
 
 
 def _codes(events: Events) -> list[str | None]:
     return [e.error.code for e in events.of("error")]
 
 
-async def test_errors_leave_the_socket_up(rt: tuple[str, Any]) -> None:
+@pytest.mark.parametrize("client", CLIENTS, ids=lambda c: c.dialect)
+async def test_errors_leave_the_socket_up(rt: tuple[str, Any], client: Client) -> None:
     url, _ = rt
-    client = openai.AsyncOpenAI(api_key="sk-local", base_url=f"{url}/v1")
-    async with client.realtime.connect(model="callwright-scenario:insurance") as conn:
+    async with client.connect(url) as conn:
         events = Events(conn)
         await events.wait("session.created")
-        await conn.send_raw("{not json")
-        await conn.send_raw(b"\x00\x01binary")
-        await conn.send({"type": "no.such.event", "event_id": "evt_client_1"})  # type: ignore[arg-type]
+        bad_vad = client.session(vad={"type": "psychic_vad"})
+        await client.send_raw(conn, "{not json")
+        await client.send_raw(conn, b"\x00\x01binary")
+        await conn.send({"type": "no.such.event", "event_id": "evt_client_1"})
         await conn.send({"type": "input_audio_buffer.commit"})
         await conn.send({"type": "response.cancel"})
         await conn.send({"type": "input_audio_buffer.append", "audio": "@@not base64@@"})
-        await conn.send({"type": "session.update", "session": {"type": "realtime",
-                         "audio": {"input": {"turn_detection": {"type": "psychic_vad"}}}}})  # fmt: skip
+        await conn.send({"type": "session.update", "session": bad_vad})
         await conn.send({"type": "conversation.item.truncate", "item_id": "item_nope", "content_index": 0,
                          "audio_end_ms": 10})  # fmt: skip
         await events.wait("error", 8)
@@ -45,7 +45,8 @@ async def test_errors_leave_the_socket_up(rt: tuple[str, Any]) -> None:
         errors = events.of("error")
         named = [e for e in errors if e.error.event_id == "evt_client_1"]
         assert len(named) == 1 and named[0].error.code == "invalid_event"  # the client's event is named
-        assert any(e.error.param == "audio.input.turn_detection.type" for e in errors)
+        vad_param = "audio.input.turn_detection.type" if client.dialect == "ga" else "turn_detection.type"
+        assert any(e.error.param == vad_param for e in errors), [e.error.param for e in errors]
         assert all(e.error.type == "invalid_request_error" for e in errors)
 
         # two response.create in a row: the second is refused while the first (the greeting) runs
@@ -53,20 +54,15 @@ async def test_errors_leave_the_socket_up(rt: tuple[str, Any]) -> None:
         await conn.send({"type": "response.create"})
         await events.wait("error", 9)
         assert _codes(events)[-1] == "conversation_already_has_active_response"
-        first_delta = (await events.wait("response.output_audio.delta"))[0]
+        delta_name = client.ev("response.audio.delta")
+        first_delta = (await events.wait(delta_name))[0]
         await conn.send({"type": "response.cancel"})
         done = (await events.wait("response.done"))[0]
         assert done.response.status == "cancelled"
-        assert done.response.status_details.reason == "client_cancelled"
+        assert client.reason(done) == "client_cancelled"
         # truncating past the audio the item has is refused; within it, accepted
-        produced = (
-            sum(
-                len(e.delta) * 3 // 4
-                for e in events.of("response.output_audio.delta")
-                if e.item_id == first_delta.item_id
-            )
-            // 48
-        )  # 24 kHz PCM16 bytes → ms
+        ours = [e for e in events.of(delta_name) if e.item_id == first_delta.item_id]
+        produced = len(client.audio(ours)) // 48  # every dialect's default output: 24 kHz PCM16 bytes → ms
         await conn.send({"type": "conversation.item.truncate", "item_id": first_delta.item_id, "content_index": 0,
                          "audio_end_ms": produced + 500})  # fmt: skip
         await events.wait("error", 10)
@@ -77,10 +73,9 @@ async def test_errors_leave_the_socket_up(rt: tuple[str, Any]) -> None:
         await events.wait("conversation.item.truncated")
 
         # still a working session: a manual commit of real speech, then an update that applies
-        await conn.send({"type": "session.update", "session": {"type": "realtime",
-                         "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}, "turn_detection": None}}}})  # fmt: skip
+        await conn.send({"type": "session.update", "session": client.session(vad=None)})
         await events.wait("session.updated")
-        await conn.send({"type": "input_audio_buffer.append", "audio": b64(wav16("yes") + silence(200))})
+        await conn.send({"type": "input_audio_buffer.append", "audio": b64(client.speech("yes") + client.silence(200))})
         await conn.send({"type": "input_audio_buffer.commit"})
         committed = (await events.wait("input_audio_buffer.committed"))[0]
         assert committed.item_id

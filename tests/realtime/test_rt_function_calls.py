@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 import openai
-from rt_support import Events, rt_settings, silence, stream_audio, wav16
+import pytest
+from rt_support import CLIENTS, Client, Events, rt_settings
 
 from callwright.agents.context import ToolContext
 from callwright.agents.lookups import claim_status, verify_policy
@@ -49,27 +50,24 @@ async def _answer(conn: Any, events: Events, done_count: int, tools: dict[str, A
     return {"name": call.name, "arguments": args}
 
 
-async def test_function_call_round_trip(rt: tuple[str, Any]) -> None:
+@pytest.mark.parametrize("client", CLIENTS, ids=lambda c: c.dialect)
+async def test_function_call_round_trip(rt: tuple[str, Any], client: Client) -> None:
     url, _ = rt
     async with httpx.AsyncClient() as http:
         listed = (await http.get(f"{url}/v1/scenarios/insurance/tools")).json()["tools"]
     names = {t["name"] for t in listed}
     assert {"verify_policy", "claim_status", "transfer_call", "hang_up"} <= names
     tools = _client_tools()
-    client = openai.AsyncOpenAI(api_key="sk-local", base_url=f"{url}/v1")
-    async with client.realtime.connect(model="callwright-scenario:insurance") as conn:
+    transcript_done = client.ev("response.audio_transcript.done")
+    async with client.connect(url) as conn:
         events = Events(conn)
-        await conn.send(
-            {"type": "session.update",
-             "session": {"type": "realtime", "tools": listed, "tool_choice": "auto",
-                         "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}}
-        )  # fmt: skip
+        await conn.send({"type": "session.update", "session": client.session(tools=listed)})
         await events.wait("session.updated")
         # natural speech asks for the claim status; the agent asks for the policy number (no tool yet)
-        await stream_audio(conn.send, wav16("claim") + silence(1200))
+        await client.stream(conn, client.speech("claim") + client.silence(1200))
         first = (await events.wait("response.done"))[0]
         assert first.response.status == "completed"
-        assert "policy number" in events.of("response.output_audio_transcript.done")[0].transcript
+        assert "policy number" in events.of(transcript_done)[0].transcript
 
         await _user_says(conn, "my policy number is one two three four")
         verify = await _answer(conn, events, 2, tools)
@@ -82,7 +80,7 @@ async def test_function_call_round_trip(rt: tuple[str, Any]) -> None:
         assert status == {"name": "claim_status", "arguments": {"policy_number": "1234"}}
         final = (await events.wait("response.done", 4))[-1]
         assert final.response.status == "completed"
-        spoken = events.of("response.output_audio_transcript.done")[-1].transcript
+        spoken = events.of(transcript_done)[-1].transcript
         assert "Jordan" in spoken and "under review" in spoken and "C 2041" in spoken
 
         # asking for a person: the transfer line, then a transfer_call function call in the same response
@@ -100,7 +98,7 @@ async def test_function_call_round_trip(rt: tuple[str, Any]) -> None:
         )  # fmt: skip
         await conn.send({"type": "response.create"})
         after = (await events.wait("response.done", 6))[-1]
-        assert after.response.status == "completed" and after.response.output == []
+        assert after.response.status == "completed" and not after.response.output
         assert not events.of("error")
         await events.close()
 

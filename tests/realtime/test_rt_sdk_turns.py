@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 import openai
+import pytest
 from azure.ai.voicelive.aio import connect
 from azure.core.credentials import AzureKeyCredential
-from rt_support import Events, silence, stream_audio, transcribe_reply, wav16
+from rt_support import CLIENTS, SERVER_VAD, Client, Events, silence, stream_audio, transcribe_reply, wav16
 
 from callwright.emulator.phone.transcribe import phrase_heard
 from callwright.speech.resample import resample
@@ -126,6 +127,38 @@ async def test_openai_ga_turn_16k(rt: tuple[str, Any]) -> None:
         spoken = events.of("response.output_audio_transcript.done")[0].transcript
         assert "100 Harbor Street" in spoken
         assert events.of("response.output_item.done")[0].item.content[0].type == "output_audio"
+        await events.close()
+
+
+@pytest.mark.parametrize("client", CLIENTS, ids=lambda c: c.dialect)
+async def test_speech_turn_every_client(rt: tuple[str, Any], client: Client) -> None:
+    """The same natural-speech turn through each SDK and dialect: VAD events, the caller's transcription,
+    and a spoken reply whose transcript is the scenario's answer and whose audio says it."""
+    url, _ = rt
+    async with client.connect(url) as conn:
+        events = Events(conn)
+        await conn.send({"type": "session.update", "session": client.session(vad=SERVER_VAD, transcription=True)})
+        await events.wait("session.updated")
+        speech = client.speech("hours")
+        await client.stream(conn, speech + client.silence(1200))
+        done = (await events.wait("response.done"))[0]
+        assert done.response.status == "completed"
+        started = events.of("input_audio_buffer.speech_started")[0]
+        stopped = events.of("input_audio_buffer.speech_stopped")[0]
+        assert stopped.item_id == started.item_id
+        assert 0 <= started.audio_start_ms < stopped.audio_end_ms
+        transcript = (await events.wait("conversation.item.input_audio_transcription.completed"))[0]
+        assert "opening hours" in transcript.transcript
+        assert transcript.item_id == started.item_id
+        spoken = events.of(client.ev("response.audio_transcript.done"))[0].transcript
+        assert spoken.startswith(HOURS_ANSWER)
+        deltas = events.of(client.ev("response.audio.delta"))
+        assert events.items.index(deltas[0]) > events.items.index(stopped)
+        audio = client.audio(deltas)
+        assert len(audio) / 2 / client.out_rate > 4.0  # a long sentence at the rate the dialect asked for
+        heard = transcribe_reply(audio, client.out_rate)
+        assert any(phrase_heard(w, heard) for w in ("monday", "friday", "saturday", "morning", "evening")), heard
+        assert not events.of("error")
         await events.close()
 
 
