@@ -155,7 +155,8 @@ class Response:
         if seconds <= 0:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._cancel.wait(), seconds)
+            async with asyncio.timeout(seconds):  # not wait_for: 3.11's can swallow a racing cancel
+                await self._cancel.wait()
         if self._cancel.is_set():
             raise _Cancelled
 

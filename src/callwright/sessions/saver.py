@@ -103,7 +103,8 @@ class SessionSaver:
             self._expire()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), backoff)
+                async with asyncio.timeout(backoff):  # not wait_for: 3.11's can swallow a racing cancel
+                    await self._wake.wait()
             backoff = min(backoff * 2, self._max_backoff)
 
     async def _attempt_all(self) -> int:

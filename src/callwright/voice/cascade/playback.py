@@ -222,8 +222,11 @@ class Playback:
                     self._idle.set()
                 self._wake.clear()
                 timeout = max(0.0, self._inflight[0][0] - now) if self._inflight else None
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel that races the
+                # wake-up (close() then waited forever on this task).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 continue
             seg, chunk = nxt
             if self._next_play_at < now:
