@@ -134,3 +134,14 @@ def with_turns_taken(fig: dict[str, Any], taken: int) -> dict[str, Any]:
     played = fig["played"]
     return {**fig, "taken_as_turns": taken, "resumed_after_stop": resumed,
             "not_resumed_rate": round((fig["stopped"] - resumed) / played, 4) if played else None}  # fmt: skip
+
+
+def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
+    """Word-level Levenshtein distance (substitutions + deletions + insertions)."""
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from callwright.bench.stats import percentile
+from callwright.bench.stats import edit_distance, percentile
 
 # Realistic caller requests, none of them the scenario's own example phrases verbatim (held out).
 # The last six are out of the scenario's domain: recognition must not depend on the phrase list.
@@ -73,16 +73,6 @@ def normalize(text: str) -> list[str]:
     for token in _TOKEN.findall(text.lower().replace("-", " ")):
         words.append(DIGIT_WORDS[int(token)] if token.isdigit() else token)
     return words
-
-
-def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
 
 
 def wer(refs: Sequence[str], hyps: Sequence[str]) -> float:

@@ -46,7 +46,7 @@ from typing import Any
 import yaml
 
 from callwright.bench.corpus import CORPUS_DIR, REPLIES, Utterance, load_corpus
-from callwright.bench.stats import p50_p95
+from callwright.bench.stats import edit_distance, p50_p95
 
 Note = Callable[[str], None]
 
@@ -72,17 +72,6 @@ def wer_words(text: str) -> list[str]:
             continue
         words.extend(_SPELLING.get(w, w).split())
     return words
-
-
-def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
-    """Word-level Levenshtein distance (substitutions + deletions + insertions)."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
 
 
 def wer(ref: str, hyp: str) -> tuple[int, int]:
