@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 DEBIAN_PACKAGES=(redis-server espeak-ng libespeak-ng1 flite sox)
-# Only the test suite needs these (the web UI tests drive the system browser); `demo` never installs them.
-TEST_DEBIAN_PACKAGES=(chromium)
+# Only the test suite needs these (the web UI tests drive the system browser, the scale tests put HAProxy in
+# front of several replicas); `demo` never installs them.
+TEST_DEBIAN_PACKAGES=(chromium haproxy)
 VENV=.venv
 PYTHON_BIN=${PYTHON:-python3.11}
 command -v "$PYTHON_BIN" >/dev/null 2>&1 || PYTHON_BIN=python3

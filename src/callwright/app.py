@@ -21,6 +21,7 @@ from callwright.events.handlers import register_default_handlers
 from callwright.events.processor import CallEventProcessor
 from callwright.logs import configure_logging
 from callwright.metrics import Metrics
+from callwright.sessions.directory import build_directory
 from callwright.sessions.lifecycle import STOP_TIMEOUT_SECONDS, CallReaper, drain_calls, end_remaining_calls
 from callwright.sessions.registry import CallRegistry
 from callwright.sessions.saver import SessionSaver
@@ -71,7 +72,6 @@ def create_app(settings: Settings | None = None, *, configure_media: Any = None)
         st.settings = settings
         st.metrics = Metrics()
         st.media_health = MediaHealth(st.metrics)
-        st.pending_outbound = {}
         # True from SIGTERM on: /ready answers 503, no new call is answered or placed.
         st.draining = False
         st.store = build_store(
@@ -90,7 +90,11 @@ def create_app(settings: Settings | None = None, *, configure_media: Any = None)
             recent_limit=settings.calls_recent_limit,
             metrics=st.metrics,
         )
-        st.calls = CallRegistry(settings.calls_recent_limit, store=st.store, saver=st.saver)
+        # What every replica must agree on (call entries, media owners, heartbeats, deliveries seen, calls
+        # being placed): Redis when REDIS_URL is set, this process's memory otherwise (sessions/directory.py).
+        st.directory = build_directory(settings)
+        st.replica_id = st.directory.replica_id
+        st.calls = CallRegistry(settings.calls_recent_limit, store=st.store, saver=st.saver, directory=st.directory)
         await st.saver.replay()
         await st.calls.restore()
         st.http = httpx.AsyncClient(timeout=5.0, verify=settings.tls_verify())
@@ -132,7 +136,10 @@ def create_app(settings: Settings | None = None, *, configure_media: Any = None)
         # never scanned again; per-call garbage is collected as before.
         gc.collect()
         gc.freeze()
-        log.info("callwright %s ready (mode=%s, store=%s)", __version__, settings.acs_streaming_mode, st.store.kind)
+        log.info(
+            "callwright %s ready (mode=%s, store=%s, replica=%s)",
+            __version__, settings.acs_streaming_mode, st.store.kind, st.replica_id,
+        )  # fmt: skip
         try:
             yield
         finally:
@@ -149,10 +156,12 @@ def create_app(settings: Settings | None = None, *, configure_media: Any = None)
                 await st.saver.spill()
             await st.saver.close()
             await st.processor.close()
+            await st.calls.close()
             await cleanup()
             if st.automation is not None:
                 await st.automation.close()
             await st.http.aclose()
+            await st.directory.close()
             await st.store.close()
 
     app = FastAPI(title="Callwright", version=__version__, lifespan=lifespan)

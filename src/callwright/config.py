@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="unset = embedded in-memory store")
     session_key_prefix: str = "callwright"
     session_ttl_seconds: int = Field(86_400, ge=60)
+    # --- replicas (issue 12) ---
+    replica_id: str | None = Field(
+        None, description="this replica's name in the call directory; unset = <hostname>-<pid>"
+    )
+    replica_heartbeat_seconds: float = Field(1.0, gt=0, le=30, description="how often a replica says it is alive")
+    replica_dead_after_seconds: float = Field(
+        3.0, gt=0, le=120, description="a replica silent this long is dead: its calls are taken over"
+    )
     session_persist_debounce: float = Field(0.25, ge=0)
 
     # --- logging ----------------------------------------------------------------------------------

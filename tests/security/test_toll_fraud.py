@@ -94,7 +94,7 @@ async def test_premium_rate_refused_by_default_and_allowed_numbers_placed(caplog
             resp = await place(http, number)
             assert resp.status_code == 403, resp.text
             assert resp.json()["error"] == "destination_not_allowed" and "blocked range" in resp.json()["detail"]
-        assert created(edge) == 0 and edge.state.pending_outbound == {}
+        assert created(edge) == 0 and await edge.state.directory.pending_count() == 0
         assert (await place(http, "+15551230001")).status_code == 201
         assert (await place(http, "8:acs:resource_1234-abcd")).status_code == 201
         assert created(edge) == 2
@@ -173,7 +173,7 @@ async def test_no_calls_placed_while_draining():
         edge.state.draining = True
         resp = await place(http, "+15551230001")
         assert resp.status_code == 503 and resp.json()["error"] == "draining"
-        assert created(edge) == 0 and edge.state.pending_outbound == {}
+        assert created(edge) == 0 and await edge.state.directory.pending_count() == 0
         assert (await http.get("/ready")).json()["checks"]["draining"] is True
 
 
@@ -198,7 +198,7 @@ async def test_context_size_is_capped():
             headers={**bearer(OPERATOR_KEY), "Content-Type": "application/json"},
         )
         assert nested.status_code == 422, nested.text
-        assert created(edge) == 0 and edge.state.pending_outbound == {}
+        assert created(edge) == 0 and await edge.state.directory.pending_count() == 0
         fine = await place(http, "+15551230001", context={"customer_name": "Ada"})
         assert fine.status_code == 201
         assert edge.state.calls.get(fine.json()["call_connection_id"]).context["customer_name"] == "Ada"
@@ -223,7 +223,7 @@ async def test_pending_entry_removed_when_acs_is_unreachable():
             st.automation = good
         assert resp.status_code == 502, resp.text
         assert resp.json()["error"] == "create_call_failed" and resp.json()["detail"]
-        assert st.pending_outbound == {}
+        assert await st.directory.pending_count() == 0
         assert st.calls.active() == []
         audit = (await http.get("/api/v1/audit", headers=bearer(OPERATOR_KEY))).json()["entries"]
         assert audit[0]["action"] == "place" and audit[0]["outcome"] == "failed"

@@ -174,7 +174,7 @@ async def test_an_outbound_call_with_acs_down_is_a_quick_502(tmp_path):
         assert resp.status_code == 502, resp.text
         assert "create_call" in resp.text and ("unreachable" in resp.text or "timed out" in resp.text)
         assert elapsed < 6
-        assert app.state.pending_outbound == {}  # nothing left behind
+        assert await app.state.directory.pending_count() == 0  # nothing left behind
 
 
 def ws_app() -> FastAPI:

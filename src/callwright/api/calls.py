@@ -9,6 +9,7 @@ cap on outbound calls in progress, a bounded ``context``, and no new calls while
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
@@ -25,6 +26,7 @@ from callwright.api.bodies import BodyTooLarge, read_body_capped
 from callwright.events.handlers import ensure_call
 from callwright.security.operator import OperatorRoute, operator_lifespan, require_role, security_of
 from callwright.security.principal import Principal
+from callwright.sessions.store import StoreUnavailable
 
 log = logging.getLogger("callwright.calls")
 # The lifespan builds app.state.operator_security inside the app's own lifespan (after the settings).
@@ -72,11 +74,15 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _outbound_in_progress(st: Any) -> int:
-    active = sum(
-        1 for c in st.calls.active() if c.direction == "outbound" and c.state not in ("disconnected", "failed")
-    )
-    return active + len(st.pending_outbound)
+async def _outbound_in_progress(st: Any) -> int:
+    """Outbound calls up or being placed, on every replica (the cap is the deployment's)."""
+    calls = await st.calls.everywhere()
+    active = sum(1 for c in calls if c.direction == "outbound" and c.state not in ("disconnected", "failed"))
+    try:
+        pending = await st.directory.pending_count()
+    except StoreUnavailable:
+        pending = 0
+    return active + pending
 
 
 @router.post(
@@ -133,7 +139,7 @@ async def place_call(request: Request, who: Principal = Depends(require_role("op
     why = sec.policy.refusal(body.target)
     if why is not None:
         return refuse(403, "destination_not_allowed", why, body.target)
-    in_progress = _outbound_in_progress(st)
+    in_progress = await _outbound_in_progress(st)
     if in_progress >= sec.max_concurrent:
         return refuse(
             429,
@@ -155,8 +161,11 @@ async def place_call(request: Request, who: Principal = Depends(require_role("op
 
     mode = body.mode or st.settings.acs_streaming_mode
     op_ctx = f"callwright-outbound-{uuid.uuid4()}"
-    # CallConnected can arrive before create_call returns; it finds the call's mode through this.
-    st.pending_outbound[op_ctx] = {"mode": mode, "target": body.target, "context": body.context}
+    # CallConnected can arrive before create_call returns — at any replica; it finds the call's mode here.
+    try:
+        await st.directory.put_pending(op_ctx, {"mode": mode, "target": body.target, "context": body.context})
+    except StoreUnavailable as exc:
+        return refuse(503, "store_unavailable", f"the call directory is unreachable: {exc}", body.target)
     try:
         try:
             # Bounded by ACS_REQUEST_TIMEOUT_SECONDS inside CallAutomation; refused or hung ACS arrives
@@ -173,6 +182,7 @@ async def place_call(request: Request, who: Principal = Depends(require_role("op
         record = await ensure_call(
             st,
             created.call_connection_id,
+            publish=True,
             direction="outbound",
             mode=mode,
             target=body.target,
@@ -181,10 +191,12 @@ async def place_call(request: Request, who: Principal = Depends(require_role("op
         )
     finally:
         # Whatever happened (including cancellation when the client went away), the entry goes.
-        st.pending_outbound.pop(op_ctx, None)
+        with contextlib.suppress(StoreUnavailable):
+            await st.directory.drop_pending(op_ctx)
     record.direction = "outbound"
     record.mode = mode
     record.context.update(body.context)
+    await st.calls.publish(record)
     if record.memo is not None:
         record.memo.update_context({"direction": "outbound", "callee": body.target, **body.context})
         record.memo.persist_background()
@@ -204,7 +216,7 @@ async def place_call(request: Request, who: Principal = Depends(require_role("op
 async def list_calls(request: Request, who: Principal = Depends(require_role("viewer"))) -> dict[str, Any]:
     calls = request.app.state.calls
     return {
-        "active": [c.to_api() for c in calls.active()],
+        "active": [c.to_api() for c in await calls.everywhere()],  # every replica's, with a shared directory
         "recent": [c.to_api() for c in calls.recent()],
     }
 
@@ -228,7 +240,8 @@ async def hang_up(call_id: str, request: Request, who: Principal = Depends(requi
     st = request.app.state
     sec = security_of(request)
     client = request.client.host if request.client else None
-    record = st.calls.get(call_id) if is_call_connection_id(call_id) else None
+    # lookup: a call held by another replica is hung up from here too (ACS tells its owner).
+    record = await st.calls.lookup(call_id) if is_call_connection_id(call_id) else None
     if record is None:
         sec.audit.record(actor=who.id, action="hang_up", call_id=call_id, outcome="refused:not_found", client=client)
         return _no_call(call_id)

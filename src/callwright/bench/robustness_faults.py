@@ -182,7 +182,7 @@ async def fault_acs_unreachable(stack: Any, plan: RobustnessPlan, variant: str, 
             return {"name": name, "ok": None, "outcome": f"not available: {type(exc).__name__}: {exc}"[:200]}
         parked.append(temp)  # closed at the end: a request may still be using it after our client gave up
         saved, st.automation = st.automation, temp
-        pending_before = len(getattr(st, "pending_outbound", {}))
+        pending_before = await st.directory.pending_count()
         t = time.monotonic()
         try:
             async with httpx.AsyncClient(timeout=plan.acs_timeout_s) as http:
@@ -196,7 +196,7 @@ async def fault_acs_unreachable(stack: Any, plan: RobustnessPlan, variant: str, 
             st.automation = saved
         took = time.monotonic() - t
         await asyncio.sleep(0.1)
-        leaked = len(getattr(st, "pending_outbound", {})) - pending_before
+        leaked = await st.directory.pending_count() - pending_before
     ok = status == 502 and took <= 15 and leaked <= 0
     return {"name": name, "ok": ok, "status": status, "seconds": round(took, 2), "pending_entries_left": leaked,
             "outcome": f"{status if status is not None else 'no answer'} after {took:.1f} s"

@@ -16,16 +16,20 @@ from callwright.acs.events import ACSEventTypes
 from callwright.acs.identifiers import display_number, raw_id_from_model
 from callwright.acs.media import MediaFrameError, tone_to_char
 from callwright.events.context import CallEventContext
-from callwright.events.processor import CallEventProcessor
+from callwright.events.processor import CallEventProcessor, is_being_placed
 from callwright.sessions.memo import MemoManager
 from callwright.sessions.registry import CallRecord
+from callwright.sessions.store import StoreUnavailable
 
 log = logging.getLogger("callwright.events")
 
 
-async def ensure_call(app_state: Any, call_connection_id: str, **defaults: Any) -> CallRecord:
-    """The call's record with a loaded session, created on first sight (events may race the answer)."""
-    record: CallRecord | None = app_state.calls.get(call_connection_id)
+async def ensure_call(app_state: Any, call_connection_id: str, *, publish: bool = False, **defaults: Any) -> CallRecord:
+    """The call's record with a loaded session, created on first sight (events may race the answer).
+    ``publish`` waits until other replicas can see it (the answer: ACS opens the media socket next)."""
+    # A call another replica published (its events or its answer happened there) keeps its mode and fields.
+    record: CallRecord | None = await app_state.calls.resolve(call_connection_id)
+    created = record is None
     if record is None:
         settings = app_state.settings
         record = CallRecord(
@@ -47,7 +51,20 @@ async def ensure_call(app_state: Any, call_connection_id: str, **defaults: Any) 
             app_state.store,
             debounce_seconds=app_state.settings.session_persist_debounce,
         )
+    if publish:
+        await app_state.calls.publish(record)  # the media socket that follows may reach another replica
+    elif created or defaults:
+        app_state.calls.publish_soon(record)
     return record
+
+
+async def _take_pending(st: Any, operation_context: str) -> dict[str, Any] | None:
+    """The outbound call the API (of any replica) is placing under this operation context, taken once."""
+    try:
+        return await st.directory.take_pending(operation_context)
+    except StoreUnavailable:
+        log.warning("pending outbound calls unreachable (the call directory's store is down)")
+        return None
 
 
 async def _ensure_call_for_event(ctx: CallEventContext, **defaults: Any) -> CallRecord:
@@ -55,7 +72,7 @@ async def _ensure_call_for_event(ctx: CallEventContext, **defaults: Any) -> Call
     carries, because its events can arrive before create_call has returned."""
     st = ctx.app_state
     op_ctx = ctx.event.operation_context
-    pending = st.pending_outbound.pop(op_ctx, None) if op_ctx else None
+    pending = await _take_pending(st, op_ctx) if op_ctx else None
     if pending:
         defaults.update(direction="outbound", mode=pending["mode"], target=pending["target"])
     record = await ensure_call(st, ctx.call_connection_id or "", **defaults)
@@ -90,6 +107,7 @@ async def handle_incoming_call(ctx: CallEventContext) -> None:
     record = await ensure_call(
         st,
         answered.call_connection_id,
+        publish=True,
         direction="inbound",
         caller=caller,
         target=callee,
@@ -244,8 +262,7 @@ async def handle_call_failed(ctx: CallEventContext) -> None:
     )
     # The failure can arrive before create_call has returned: record the call so the API shows it failed.
     # A failure for a call this server neither knows nor is placing opens no record (it would never end).
-    op_ctx = ctx.event.operation_context
-    placing = bool(op_ctx) and op_ctx in (getattr(st, "pending_outbound", None) or {})
+    placing = await is_being_placed(st, ctx.event.operation_context)
     if ctx.call is None and not placing:
         return
     record = await _ensure_call_for_event(ctx)

@@ -28,6 +28,7 @@ from callwright.acs.events import ACSEventTypes, CallEvent
 from callwright.events.context import CallEventContext
 from callwright.logs import LogLimiter, call_scope
 from callwright.metrics import Metrics
+from callwright.sessions.store import StoreUnavailable
 
 log = logging.getLogger("callwright.events")
 
@@ -40,6 +41,16 @@ OTHER = "other"
 CALL_OPENING = frozenset({ACSEventTypes.CALL_CONNECTED, ACSEventTypes.PARTICIPANTS_UPDATED})
 YIELD_EVERY = 64
 LOGGED_PER_DELIVERY = 10
+
+
+async def is_being_placed(st: Any, operation_context: str | None) -> bool:
+    """Whether the API (of any replica) is placing a call under this operation context right now."""
+    if not operation_context:
+        return False
+    try:
+        return bool(await st.directory.has_pending(operation_context))
+    except StoreUnavailable:
+        return False
 
 
 @dataclass(frozen=True)
@@ -201,13 +212,12 @@ class CallEventProcessor:
                 queue.clear()
                 self._queues.pop(key, None)
 
-    def _may_open_call(self, ctx: CallEventContext) -> bool:
+    async def _may_open_call(self, ctx: CallEventContext) -> bool:
         """Whether an event for a call this server does not know may open its record (bounded)."""
         event = ctx.event
         st = ctx.app_state
-        op_ctx = event.operation_context
-        if op_ctx and op_ctx in (getattr(st, "pending_outbound", None) or {}):
-            return True  # a call the API is placing right now
+        if await is_being_placed(st, event.operation_context):
+            return True  # a call the API (of any replica) is placing right now
         calls = st.calls
         for cid in list(self._unconfirmed):
             rec = calls.get(cid)
@@ -230,12 +240,15 @@ class CallEventProcessor:
         ctx = CallEventContext(event=event, app_state=app_state)
         with call_scope(event.call_connection_id):
             call = ctx.call
+            if call is None and event.call_connection_id is not None:
+                # Published by another replica (its answer, its earlier events): held here from now on.
+                call = await app_state.calls.resolve(event.call_connection_id)
             label = self.type_label(event.type)
             if (
                 call is None
                 and event.call_connection_id is not None
                 and event.type in CALL_OPENING
-                and not self._may_open_call(ctx)
+                and not await self._may_open_call(ctx)
             ):
                 self._log_limiter.warning(
                     "refused",
@@ -263,6 +276,8 @@ class CallEventProcessor:
                     )
             if call is None and (created := ctx.call) is not None:  # the event created its call
                 _note(created, label)
+            if (current := ctx.call) is not None:
+                app_state.calls.publish_soon(current)  # other replicas see the new state (no-op alone)
             self._count_label(label, outcome)
 
     async def drain(self, timeout: float = 10.0) -> None:

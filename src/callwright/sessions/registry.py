@@ -4,10 +4,16 @@ Session *conversation* state lives in MemoManager (synced to the store); the reg
 process-local objects of active calls (memo, media handler) and a bounded list of recent calls for the API.
 With a store and a saver (built in the app's lifespan) finished calls are also remembered in the store,
 so the list and :meth:`CallRegistry.lookup` serve calls from before a restart.
+
+With a shared call directory (Redis, several replicas) every call's fields are written through to it
+(:meth:`CallRegistry.publish`), so any replica lists every active call, opens the media handler of a call
+whose events another replica handled (:meth:`CallRegistry.resolve`), and lets go of a call whose media
+socket another replica now holds (:meth:`CallRegistry.release_local`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -15,10 +21,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from callwright.acs.identifiers import is_call_connection_id
+from callwright.logs import LogLimiter
 from callwright.sessions.memo import MemoManager
 from callwright.sessions.store import SessionStore, StoreUnavailable
 
 if TYPE_CHECKING:
+    from callwright.sessions.directory import CallDirectory
     from callwright.sessions.saver import SessionSaver
 
 log = logging.getLogger("callwright.sessions")
@@ -86,6 +94,28 @@ class CallRecord:
         """What the recent-calls list keeps in the store."""
         return {**self.to_api(), "participants": list(self.participants)}
 
+    def directory_entry(self) -> dict[str, Any]:
+        """What the shared call directory keeps while the call is up (no live objects)."""
+        return {
+            **self.summary(),
+            "server_call_id": self.server_call_id,
+            "correlation_id": self.correlation_id,
+            "context": dict(self.context),
+            "media_connected": self.media_connected,
+        }
+
+    @classmethod
+    def from_directory(cls, data: dict[str, Any]) -> CallRecord:
+        """A live call another replica published (the media socket or an event reached this one)."""
+        record = cls.from_summary(data)
+        state = data.get("state")
+        record.state = state if state in CALL_STATES else "connecting"  # type: ignore[assignment]
+        record.server_call_id = data.get("server_call_id")
+        record.correlation_id = data.get("correlation_id")
+        context = data.get("context")
+        record.context = dict(context) if isinstance(context, dict) else {}
+        return record
+
     @classmethod
     def from_summary(cls, data: dict[str, Any]) -> CallRecord:
         state = data.get("state")
@@ -129,12 +159,121 @@ class CallRegistry:
         *,
         store: SessionStore | None = None,
         saver: SessionSaver | None = None,
+        directory: CallDirectory | None = None,
     ) -> None:
         self._active: dict[str, CallRecord] = {}
         self._recent: OrderedDict[str, CallRecord] = OrderedDict()
         self._recent_limit = recent_limit
         self._store = store
         self._saver = saver
+        self._directory = directory
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._publishing: set[str] = set()
+        self._limiter = LogLimiter(log)
+
+    @property
+    def shared(self) -> bool:
+        """True when other replicas see these calls (a shared directory)."""
+        return self._directory is not None and self._directory.shared
+
+    # -- the shared directory --------------------------------------------------------------------
+    async def publish(self, record: CallRecord) -> None:
+        """Write the call's fields through to the shared directory (no-op for one replica)."""
+        if not self.shared or record.call_connection_id not in self._active:
+            return
+        assert self._directory is not None
+        try:
+            await self._directory.put(record.call_connection_id, record.directory_entry())
+        except StoreUnavailable as exc:
+            self._limiter.warning("publish", "call not published to the directory: %s", exc)
+
+    def publish_soon(self, record: CallRecord) -> None:
+        """:meth:`publish` in the background, coalesced per call: event handling never waits on Redis, and
+        a burst of events for one call costs one write of its latest state."""
+        if not self.shared or record.call_connection_id in self._publishing:
+            return
+        self._publishing.add(record.call_connection_id)
+
+        async def later() -> None:
+            await asyncio.sleep(0)  # the rest of the burst lands in the same write
+            self._publishing.discard(record.call_connection_id)
+            await self.publish(record)
+
+        self._spawn(later())
+
+    async def resolve(self, call_id: str) -> CallRecord | None:
+        """The call held here, or — with a shared directory — a live call another replica published,
+        now held here too (with its session loaded by the caller). None when nobody knows it as active."""
+        record = self._active.get(call_id)
+        if record is not None or not self.shared or not is_call_connection_id(call_id):
+            return record
+        assert self._directory is not None
+        try:
+            entry = await self._directory.get(call_id)
+        except StoreUnavailable:
+            return None
+        if entry is None or entry.get("ended_at") is not None:
+            return None
+        record = self._active.get(call_id)  # added meanwhile by another task
+        if record is None:
+            record = self.add(CallRecord.from_directory(entry))
+        return record
+
+    def release_local(self, call_id: str) -> CallRecord | None:
+        """Another replica holds this call's media now: drop it here without ending it. Its session's
+        unsaved changes land in the background (the memo merges with the other replica's writes)."""
+        record = self._active.pop(call_id, None)
+        if record is None:
+            return None
+        handler, record.media_handler = record.media_handler, None
+        if handler is not None:
+            self._spawn(self._stop_quietly(handler, call_id))
+        if record.memo is not None and record.memo.dirty and self._saver is not None:
+            self._saver.adopt(record.memo)
+        log.info("call released: its media is held by another replica [call=%s]", call_id)
+        return record
+
+    @staticmethod
+    async def _stop_quietly(handler: Any, call_id: str) -> None:
+        try:
+            await handler.stop()
+        except Exception:
+            log.exception("media handler failed to stop on release [call=%s]", call_id)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _end_in_directory(self, call_id: str, entry: dict[str, Any]) -> None:
+        assert self._directory is not None
+        try:
+            await self._directory.put(call_id, entry)
+            await self._directory.end(call_id)
+        except StoreUnavailable as exc:
+            self._limiter.warning("end", "ended call not removed from the directory: %s", exc)
+
+    async def everywhere(self) -> list[CallRecord]:
+        """Active calls on every replica (this one's live records first)."""
+        local = self.active()
+        if not self.shared:
+            return local
+        assert self._directory is not None
+        try:
+            entries = await self._directory.active()
+        except StoreUnavailable:
+            return local
+        seen = {r.call_connection_id for r in local}
+        others = [
+            CallRecord.from_directory(e)
+            for e in entries
+            if isinstance(e.get("call_connection_id"), str) and e["call_connection_id"] not in seen
+        ]
+        return local + others
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def add(self, record: CallRecord) -> CallRecord:
         record.touch()
@@ -152,6 +291,21 @@ class CallRegistry:
             return record
         if self._store is None or not is_call_connection_id(call_id):
             return record
+        if record is None and self.shared:
+            assert self._directory is not None
+            try:
+                entry = await self._directory.get(call_id)
+            except StoreUnavailable:
+                entry = None
+            if entry is not None:  # live on another replica: its fields from the directory, its session below
+                record = CallRecord.from_directory(entry)
+                try:
+                    doc = await self._store.load(call_id)
+                except StoreUnavailable:
+                    doc = None
+                if doc is not None:
+                    record.memo = MemoManager.from_document(call_id, self._store, doc)
+                return record
         try:
             doc = await self._store.load(call_id)
         except StoreUnavailable:
@@ -197,6 +351,8 @@ class CallRegistry:
         rec.end_reason = reason
         rec.media_handler = None
         self._remember_locally(rec, newest=True)
+        if self.shared:
+            self._spawn(self._end_in_directory(call_id, rec.directory_entry()))
         if self._saver is not None:
             if rec.memo is not None and rec.memo.dirty:
                 # Its final save has not landed (store down): retried in the background, spilled at exit.
