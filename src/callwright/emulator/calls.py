@@ -14,7 +14,8 @@ import logging
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
@@ -35,6 +36,28 @@ APP_HANGUP_RESULT = (
 )
 REMOTE_HANGUP_RESULT = (200, 0, "The conversation has ended. DiagCode: 0#0.@")
 TRANSFER_RESULT = (200, 7015, "Call was transferred. DiagCode: 0#7015.@")
+# ACS's code/subCode for a media socket lost mid-call are not documented (acs-protocol.md §3.4, [INF]);
+# 500/8581 is what this emulator already sends when the socket cannot be opened.
+STREAM_INTERRUPTED_RESULT = (500, 8581, "Action failed, the media WebSocket connection was interrupted.")
+
+
+@runtime_checkable
+class ResumableMedia(Protocol):
+    """A phone's media path that outlives one WebSocket (the virtual phone's ``MediaLink``).
+
+    With one, a socket the app's side drops is reported here (MediaStreamingFailed) and the next
+    ``startMediaStreaming`` attaches a new socket to the same path, so the phone's script and recording
+    go on. A phone without one (``start_media``/``stop_media`` only) gets a fresh ``start_media`` instead.
+    """
+
+    down: bool
+    closed: asyncio.Event
+
+    async def reconnect(self, url: str, headers: dict[str, str]) -> None: ...
+
+    async def suspend(self, reason: str) -> None: ...
+
+    def set_drop_listener(self, listener: Callable[[str], None] | None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +149,11 @@ class EmulatedCall:
         self.source_caller_id: str | None = None
         self.media: MediaOptions | None = None
         self.streaming = False
+        # The phone's media path is down but kept (a drop, or the app stopped streaming) for the next start.
+        self._media_held = False
+        self._starting_media = False
+        self.media_sessions = 0  # sockets opened
+        self.media_drops = 0  # sockets the app's side closed or broke mid-call
         self.media_subscription_id = str(uuid.uuid4())
         self.participants: list[str] = [remote_raw_id, app_raw_id]
         self._participants_seq = 0
@@ -262,36 +290,62 @@ class EmulatedCall:
         if self.media is not None and self.media.start_on_connect:
             await self.start_streaming(operation_context=None, url=None)
 
+    def _media_link(self) -> ResumableMedia | None:
+        link = getattr(self.phone, "link", None)
+        return link if isinstance(link, ResumableMedia) else None
+
     async def start_streaming(self, *, operation_context: str | None, url: str | None) -> None:
         media = self.media
-        if media is None or self.streaming:
+        # One socket at a time: two replicas taking over the same call may both ask to start.
+        if media is None or self.streaming or self._starting_media:
             return
+        self._starting_media = True
+        try:
+            await self._start_streaming(media, operation_context, url)
+        finally:
+            self._starting_media = False
+
+    async def _start_streaming(self, media: MediaOptions, operation_context: str | None, url: str | None) -> None:
         update = {"contentType": "Audio"}
+        # Fresh per socket, as ACS does (a new JWT on every upgrade).
         headers = {
             "Authorization": f"Bearer {self._deps.issuer.media_token()}",
             "x-ms-call-connection-id": self.call_connection_id,
             "x-ms-call-correlation-id": self.correlation_id,
         }
+        opened = False
+        link: ResumableMedia | None = None
         if self.phone is None:
-            detail = "initialWebSocketConnectionFailed"
             log.warning("call %s: no phone attached; media streaming cannot start", self.call_connection_id)
         else:
+            link = self._media_link()
             try:
-                await self.phone.start_media(
-                    self,
-                    transport_url=media.transport_url,
-                    headers=headers,
-                    sample_rate=media.sample_rate,
-                    bidirectional=media.bidirectional,
-                )
-                self.streaming = True
-                detail = ""
+                if link is not None and link.down and not link.closed.is_set():
+                    await link.reconnect(media.transport_url, headers)
+                else:
+                    await self.phone.start_media(
+                        self,
+                        transport_url=media.transport_url,
+                        headers=headers,
+                        sample_rate=media.sample_rate,
+                        bidirectional=media.bidirectional,
+                    )
+                    link = self._media_link()
+                opened = True
             except Exception as exc:  # the phone raises whatever its WebSocket client raised
                 log.warning(
                     "call %s: media WebSocket to %s failed: %s", self.call_connection_id, media.transport_url, exc
                 )
-                detail = "initialWebSocketConnectionFailed"
-        if self.streaming:
+        if self.state == "disconnected":
+            # The call ended while the socket was opening: no stream and no event after CallDisconnected.
+            if opened and self.phone is not None:
+                with contextlib.suppress(Exception):
+                    await self.phone.stop_media()
+            return
+        if opened:
+            self.streaming = True
+            self._media_held = False
+            self.media_sessions += 1
             update |= {
                 "mediaStreamingStatus": "mediaStreamingStarted",
                 "mediaStreamingStatusDetails": "subscriptionStarted",
@@ -299,8 +353,13 @@ class EmulatedCall:
             self.emit(
                 "MediaStreamingStarted", {"mediaStreamingUpdate": update}, operation_context=operation_context, url=url
             )
+            if link is not None:
+                link.set_drop_listener(partial(self._media_dropped, operation_context, url))
         else:
-            update |= {"mediaStreamingStatus": "mediaStreamingFailed", "mediaStreamingStatusDetails": detail}
+            update |= {
+                "mediaStreamingStatus": "mediaStreamingFailed",
+                "mediaStreamingStatusDetails": "initialWebSocketConnectionFailed",
+            }
             self.emit(
                 "MediaStreamingFailed",
                 {"mediaStreamingUpdate": update},
@@ -309,15 +368,44 @@ class EmulatedCall:
                 url=url,
             )
 
+    def _media_dropped(self, operation_context: str | None, url: str | None, reason: str) -> None:
+        """The app's side closed or broke the media socket; the call itself goes on, as with ACS."""
+        if not self.streaming:
+            return  # the app stopped streaming, or the call is ending: not a failure
+        self.streaming = False
+        self._media_held = True
+        if self.state != "connected":
+            return
+        self.media_drops += 1
+        log.warning("call %s: media socket lost mid-call (%s); the call stays up", self.call_connection_id, reason)
+        update = {
+            "contentType": "Audio",
+            "mediaStreamingStatus": "mediaStreamingFailed",
+            "mediaStreamingStatusDetails": "streamConnectionInterrupted",
+        }
+        self.emit(
+            "MediaStreamingFailed",
+            {"mediaStreamingUpdate": update},
+            operation_context=operation_context,
+            result=STREAM_INTERRUPTED_RESULT,
+            url=url,
+        )
+
     async def stop_streaming(self, *, operation_context: str | None, url: str | None, notify: bool = True) -> None:
         if not self.streaming:
             return
         self.streaming = False
+        link = self._media_link()
         if self.phone is not None:
             try:
-                await self.phone.stop_media()
+                if notify and link is not None and self.state == "connected":
+                    # The app stopped streaming, not the call: the caller stays on the line for a restart.
+                    await link.suspend("media streaming stopped by the app")
+                    self._media_held = True
+                else:
+                    await self.phone.stop_media()
             except Exception:
-                log.exception("call %s: phone.stop_media failed", self.call_connection_id)
+                log.exception("call %s: stopping the phone's media failed", self.call_connection_id)
         if notify:
             update = {
                 "contentType": "Audio",
@@ -328,6 +416,18 @@ class EmulatedCall:
                 "MediaStreamingStopped", {"mediaStreamingUpdate": update}, operation_context=operation_context, url=url
             )
 
+    async def _close_media(self) -> None:
+        """The call is ending: close the phone's media path, live or held for a restart."""
+        if not (self.streaming or self._media_held):
+            return
+        self.streaming = False
+        self._media_held = False
+        if self.phone is not None:
+            try:
+                await self.phone.stop_media()
+            except Exception:
+                log.exception("call %s: phone.stop_media failed", self.call_connection_id)
+
     async def end(
         self, reason: str, result: tuple[int, int, str], *, extra_first: Callable[[], None] | None = None
     ) -> None:
@@ -337,7 +437,7 @@ class EmulatedCall:
         self.state = "disconnected"
         self.disconnect_reason = reason
         self.media_ops.shutdown()
-        await self.stop_streaming(operation_context=None, url=None, notify=False)
+        await self._close_media()
         if extra_first is not None:
             extra_first()
         if self._channel is not None:

@@ -8,6 +8,13 @@ back-to-back rather than by stretching the grid, so the stream never drifts.
 
 Wire times are taken where they happen: a caller frame's send time and an agent message's receive
 time, both from ``time.monotonic()``; reports are computed from these, never from server clocks.
+
+The WebSocket may go away while the call goes on, as with ACS: the app's side closes or breaks it (a
+replica killed, a load balancer closing it) or the app stops streaming. The link then stays up *without*
+a socket — the clock keeps ticking, the caller keeps talking into the void, REST prompts still play —
+until :meth:`MediaLink.reconnect` attaches the next socket (ACS opens a new one on ``startMediaStreaming``)
+or the call ends. Every socket is a :class:`MediaSession` on the one timeline, so the report can show
+each gap.
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ TICK_S = 0.020
 _PARTIAL_HOLD_S = 0.045
 # Voiced agent frames closer than this belong to one agent utterance (as heard by the caller).
 AGENT_UTTERANCE_GAP_S = 0.5
+# After the app's socket dropped, the agent counts as "still talking" (see MediaLink.agent_playing) until
+# it is heard again on a new socket, or this long after the new socket opened if it stays silent.
+RESUME_GRACE_S = 5.0
 
 DRY, PLAYED_SILENT, PLAYED_VOICED = 0, 1, 2
 
@@ -79,6 +89,17 @@ class _Prompt:
 
 
 @dataclass(slots=True)
+class MediaSession:
+    """One media WebSocket of the call; ACS opens a new one each time streaming (re)starts."""
+
+    opened_t: float
+    url: str
+    closed_t: float | None = None
+    end: str | None = None  # why it ended
+    dropped: bool = False  # the app's side closed or broke it (not a stop, not the call ending)
+
+
+@dataclass(slots=True)
 class Timeline:
     """Everything the phone sent and heard, indexed by tick, plus wire-time event lists."""
 
@@ -93,10 +114,11 @@ class Timeline:
     stop_audio_t: list[float] = field(default_factory=list)
     dtmf_t: list[tuple[float, str]] = field(default_factory=list)
     bad_messages: int = 0
+    sessions: list[MediaSession] = field(default_factory=list)
 
 
 class MediaLink:
-    """A connected media WebSocket plus its clock, caller source, playout FIFO and recording."""
+    """The call's media path: its WebSocket (when one is up), clock, caller source, playout FIFO, recording."""
 
     def __init__(
         self,
@@ -125,6 +147,14 @@ class MediaLink:
         self.on_agent_frame = on_agent_frame
         self._ws: ClientConnection | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        # No socket right now, but the call (and this link) go on: the next socket resumes it.
+        self.down = False
+        self.down_reason: str | None = None
+        self._drop_listener: Callable[[str], None] | None = None
+        self._unreported_drop: str | None = None
+        self._awaiting_agent_since: float | None = None
+        self._reopened_t: float | None = None
         self._say: deque[_Playing] = deque()
         self._fifo = bytearray()
         self._fifo_rx_t = 0.0
@@ -140,30 +170,125 @@ class MediaLink:
     # ---- lifecycle -------------------------------------------------------------------------------
 
     async def connect(self, url: str, headers: dict[str, str]) -> None:
-        # No per-message deflate: base64 PCM barely compresses and 50 frames a second pay for it.
-        self._ws = await websockets.connect(
-            url, additional_headers=headers, open_timeout=10, max_size=2**22, compression=None
-        )
-        await self._ws.send(build_audio_metadata(str(uuid.uuid4()), self.sample_rate))
+        ws = await self._open(url, headers)
         self.timeline.t0 = time.monotonic()
-        self._tasks = [
-            asyncio.create_task(self._clock(), name="phone-media-clock"),
-            asyncio.create_task(self._receive(), name="phone-media-recv"),
-        ]
+        self._attach(ws, url)
+        self._tasks.append(asyncio.create_task(self._clock(), name="phone-media-clock"))
+
+    async def reconnect(self, url: str, headers: dict[str, str]) -> None:
+        """Attach a new socket after a drop or a stop (ACS's ``startMediaStreaming``); the timeline goes on.
+
+        Raises what the WebSocket client raised (the link stays down), or RuntimeError if the link is not
+        down (connected, or closed with the call).
+        """
+        if self.closed.is_set() or self._closing or not self.down:
+            raise RuntimeError("the media link is not waiting for a new socket")
+        ws = await self._open(url, headers)
+        if self.closed.is_set() or self._closing or not self.down:
+            # The call ended (or another socket won) while this one was opening.
+            with contextlib.suppress(Exception):
+                await ws.close()
+            raise RuntimeError("the media link closed while the new socket was opening")
+        self._uplink.clear()
+        self._uplink_voiced = False
+        self._attach(ws, url)
+        self._reopened_t = time.monotonic()
+        log.info("phone media: socket %d opened to %s", len(self.timeline.sessions), url)
+
+    async def suspend(self, reason: str) -> None:
+        """Close the socket from this side but keep the call's media path (the app stopped streaming)."""
+        ws = self._ws
+        if ws is None or not self._lose(ws, reason, dropped=False):
+            return
+        with contextlib.suppress(Exception):
+            await ws.close()
+
+    def set_drop_listener(self, listener: Callable[[str], None] | None) -> None:
+        """``listener(reason)`` runs once per socket the app's side closed or broke (never for a local close).
+
+        A drop that happened before a listener was set is reported to the next one.
+        """
+        self._drop_listener = listener
+        pending, self._unreported_drop = self._unreported_drop, None
+        if listener is not None and pending is not None:
+            listener(pending)
 
     async def close(self, reason: str = "stopped") -> None:
         if self.close_reason is None:
             self.close_reason = reason
+        self._closing = True
+        ws, self._ws = self._ws, None
+        if ws is not None and self.timeline.sessions and self.timeline.sessions[-1].closed_t is None:
+            s = self.timeline.sessions[-1]
+            s.closed_t, s.end = time.monotonic(), reason
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        if self._ws is not None:
+        if ws is not None:
             with contextlib.suppress(Exception):
-                await self._ws.close()
+                await ws.close()
+        self.down = False
         self._finish_pending()
         self.closed.set()
+
+    async def _open(self, url: str, headers: dict[str, str]) -> ClientConnection:
+        # No per-message deflate: base64 PCM barely compresses and 50 frames a second pay for it.
+        ws = await websockets.connect(
+            url, additional_headers=headers, open_timeout=10, max_size=2**22, compression=None
+        )
+        try:
+            await ws.send(build_audio_metadata(str(uuid.uuid4()), self.sample_rate))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await ws.close()
+            raise
+        return ws
+
+    def _attach(self, ws: ClientConnection, url: str) -> None:
+        self._ws = ws
+        self.down = False
+        self.down_reason = None
+        self.timeline.sessions.append(MediaSession(opened_t=time.monotonic(), url=url))
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(asyncio.create_task(self._receive(ws), name="phone-media-recv"))
+
+    def _lose(self, ws: ClientConnection, reason: str, *, dropped: bool) -> bool:
+        """The current socket is gone; the link goes on without one. False if ``ws`` was not current."""
+        if ws is not self._ws or self._closing or self.closed.is_set():
+            return False
+        now = time.monotonic()
+        self._ws = None
+        self.down = True
+        self.down_reason = reason
+        session = self.timeline.sessions[-1]
+        session.closed_t, session.end, session.dropped = now, reason, dropped
+        if not dropped:
+            return True
+        self._awaiting_agent_since = now
+        log.warning("phone media: socket %d lost mid-call: %s", len(self.timeline.sessions), reason)
+        listener = self._drop_listener
+        if listener is None:
+            self._unreported_drop = reason
+            return True
+        try:
+            listener(reason)
+        except Exception:
+            log.exception("phone media: the drop listener failed")
+        return True
+
+    async def _send(self, ws: ClientConnection | None, text: str) -> bool:
+        """Send on ``ws`` if it is still the current socket; a closed socket becomes a drop, not an error."""
+        if ws is None or ws is not self._ws:
+            return False
+        try:
+            await ws.send(text)
+        except websockets.ConnectionClosed as exc:
+            self._lose(ws, _describe_close(exc.rcvd.code if exc.rcvd else None, exc.rcvd.reason if exc.rcvd else ""),
+                       dropped=True)  # fmt: skip
+            return False
+        return True
 
     def _finish_pending(self) -> None:
         while self._raw:
@@ -188,10 +313,11 @@ class MediaLink:
         return fut
 
     async def send_dtmf(self, tone_char: str) -> None:
+        # No socket (a media gap): the key press still reaches the app as a callback event, not as a frame.
         if self._ws is None or self.closed.is_set():
             return
         self.timeline.dtmf_t.append((time.monotonic(), tone_char))
-        await self._ws.send(build_dtmf(tone_char, self.participant_raw_id))
+        await self._send(self._ws, build_dtmf(tone_char, self.participant_raw_id))
 
     def play_prompt(self, pcm16k: bytes) -> asyncio.Future[bool]:
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -222,9 +348,25 @@ class MediaLink:
 
     @property
     def agent_playing(self) -> bool:
-        """True while agent audio is audible or queued (what a caller would call 'the agent is talking')."""
+        """True while agent audio is audible or queued (what a caller would call 'the agent is talking').
+
+        Also True from a socket drop until the agent is heard again on a new socket (or RESUME_GRACE_S
+        after it opened): the agent's turn was cut off, not finished, so a script waiting for the agent to
+        be done keeps waiting (within its own timeout) instead of answering into a dead line.
+        """
+        now = time.monotonic()
+        return self._agent_audible(now) or self._awaiting_agent(now)
+
+    def _awaiting_agent(self, now: float) -> bool:
+        if self._awaiting_agent_since is None:
+            return False
+        if self.down:
+            return True
+        return self._reopened_t is not None and now - self._reopened_t < RESUME_GRACE_S
+
+    def _agent_audible(self, now: float) -> bool:
         last = self.last_agent_voiced_t
-        return bool(self._fifo) or (last is not None and time.monotonic() - last < 0.2)
+        return bool(self._fifo) or (last is not None and now - last < 0.2)
 
     # ---- the clock -------------------------------------------------------------------------------
 
@@ -238,13 +380,14 @@ class MediaLink:
                     await asyncio.sleep(delay)
                 await self._tick(n)
                 n += 1
-        except websockets.ConnectionClosed as exc:
-            self.close_reason = self.close_reason or f"media socket closed ({exc.rcvd.code if exc.rcvd else 'no code'})"
+        except Exception:  # a bug: end the link clearly rather than leave the script waiting on a dead clock
+            log.exception("phone media: the clock failed")
+            self.close_reason = self.close_reason or "the phone's media clock failed"
             self._finish_pending()
             self.closed.set()
 
     async def _tick(self, n: int) -> None:
-        assert self._ws is not None
+        ws = self._ws  # None during a media gap: the tick runs all the same, nothing goes on the wire
         tl = self.timeline
         fb = self.fb
         # Caller side: the next frame of the current utterance, or silence.
@@ -268,12 +411,12 @@ class MediaLink:
             silent = silent and not frame_is_voiced(frame)
         while self._raw:
             text, fut = self._raw.popleft()
-            await self._ws.send(text)
-            self.raw_sent += 1
+            if await self._send(ws, text):
+                self.raw_sent += 1
             if not fut.done():
                 fut.set_result(None)
         now = time.monotonic()
-        await self._send_uplink(frame, silent)
+        await self._send_uplink(ws, frame, silent)
         tl.tick_t.append(now)
         tl.caller_pcm += frame
         tl.caller_voiced.append(voiced)
@@ -284,7 +427,7 @@ class MediaLink:
             if voiced:
                 if u.onset_t is None:
                     u.onset_t = now
-                    u.agent_playing_at_onset = self.agent_playing
+                    u.agent_playing_at_onset = self._agent_audible(now)
                 u.end_t = now
             u.end_tick = n
         if utt_done is not None and not utt_done.done.done():
@@ -303,6 +446,8 @@ class MediaLink:
             tl.agent_pcm += out
             tl.agent_state.append(PLAYED_VOICED if v else PLAYED_SILENT)
             if v:
+                if self._awaiting_agent_since is not None and not self.down:
+                    self._awaiting_agent_since = None  # heard again on the new socket
                 if self.last_agent_voiced_t is None or now - self.last_agent_voiced_t > AGENT_UTTERANCE_GAP_S:
                     self.agent_utt_start_t = now
                     self.agent_utt_count += 1
@@ -312,12 +457,13 @@ class MediaLink:
         ev, self._tick_ev = self._tick_ev, asyncio.Event()
         ev.set()
 
-    async def _send_uplink(self, frame: bytes, silent: bool) -> None:
-        """Send this tick's 20 ms of caller audio in frames of ``frame_ms``."""
-        assert self._ws is not None
+    async def _send_uplink(self, ws: ClientConnection | None, frame: bytes, silent: bool) -> None:
+        """Send this tick's 20 ms of caller audio in frames of ``frame_ms`` (dropped while there is no socket)."""
+        if ws is None:
+            return
         size = self.sample_rate * self.frame_ms // 1000 * 2
         if size == len(frame) and not self._uplink:
-            await self._ws.send(build_audio_data(frame, silent=silent, participant_raw_id=self.participant_raw_id))
+            await self._send(ws, build_audio_data(frame, silent=silent, participant_raw_id=self.participant_raw_id))
             return
         self._uplink += frame
         self._uplink_voiced = self._uplink_voiced or not silent
@@ -326,7 +472,10 @@ class MediaLink:
             del self._uplink[:size]
             quiet = not self._uplink_voiced
             self._uplink_voiced = bool(self._uplink) and not silent
-            await self._ws.send(build_audio_data(chunk, silent=quiet, participant_raw_id=self.participant_raw_id))
+            if not await self._send(
+                ws, build_audio_data(chunk, silent=quiet, participant_raw_id=self.participant_raw_id)
+            ):
+                return
 
     def _with_echo(self, frame: bytes, n: int) -> bytes:
         import numpy as np
@@ -367,11 +516,12 @@ class MediaLink:
 
     # ---- receiving -------------------------------------------------------------------------------
 
-    async def _receive(self) -> None:
-        assert self._ws is not None
+    async def _receive(self, ws: ClientConnection) -> None:
         tl = self.timeline
         try:
-            async for msg in self._ws:
+            async for msg in ws:
+                if ws is not self._ws:
+                    break  # declared lost (a failed send) or replaced: what it still delivers is not heard
                 now = time.monotonic()
                 try:
                     parsed = parse_outbound(msg)
@@ -387,9 +537,8 @@ class MediaLink:
                     self._fifo.clear()
         except websockets.ConnectionClosed:
             pass
-        self.close_reason = self.close_reason or "media socket closed by the app"
-        self._finish_pending()
-        self.closed.set()
+        # The app's side closed or broke the socket: the call goes on without media until a new socket.
+        self._lose(ws, _describe_close(ws.close_code, ws.close_reason or ""), dropped=True)
 
     def _on_audio(self, pcm: bytes, now: float) -> None:
         if not pcm:
@@ -399,6 +548,12 @@ class MediaLink:
             self.timeline.rx_frames.append((now, frame_is_voiced(pcm[i : i + fb])))
         self._fifo += pcm
         self._fifo_rx_t = now
+
+
+def _describe_close(code: int | None, reason: str) -> str:
+    if code is None or code == 1006:
+        return "media socket broken by the app's side (no close frame)"
+    return f"media socket closed by the app ({code}{': ' + reason if reason else ''})"
 
 
 def _mix(a: bytes, b: bytes) -> bytes:

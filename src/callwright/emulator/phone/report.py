@@ -14,7 +14,17 @@ Definitions (all times are the phone's monotonic clock at the wire, reported in 
   the caller's speech);
 - ``false_barge_in_probes``: each noise/click/backchannel probe, and whether StopAudio came within 1 s;
 - ``gaps``: the playout FIFO ran dry between two voiced frames of one agent utterance (≤ 1 s apart, no
-  StopAudio and no caller turn in between).
+  StopAudio, no caller turn and no media gap in between).
+- ``media_sessions``: each media WebSocket of the call (ACS opens a new one on every start of streaming):
+  ``opened_at_ms``, ``closed_at_ms``, ``end`` (why) and ``dropped`` (the app's side closed or broke it);
+  ``media_session_count`` is their number;
+- ``media_gaps``: one per socket the app's side dropped, and per stop that streaming later resumed from:
+  ``dropped_at_ms`` (socket gone), ``reconnected_at_ms`` (the next socket open, or null),
+  ``last_agent_audio_ms`` (end of the last voiced agent frame played at the caller's ear before the next
+  socket opened — buffered audio still plays after a drop), ``resumed_at_ms`` (start of the first voiced
+  agent frame played after it opened, before the next gap; null if the agent was not heard again),
+  ``agent_silence_ms`` = resumed − last agent audio (what the caller lived through; null if either is
+  unknown), ``socket_down_ms`` = reconnected − dropped.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from callwright.emulator.phone.media import DRY, PLAYED_VOICED, TICK_S, CallerUtterance, Timeline
+from callwright.emulator.phone.media import DRY, PLAYED_VOICED, TICK_S, CallerUtterance, MediaSession, Timeline
 
 PROBE_STOP_WINDOW_S = 1.0
 GAP_CONTEXT_TICKS = 50  # voiced agent frames up to 1 s apart may be one utterance with an underrun
@@ -169,8 +179,57 @@ def _gaps(tl: Timeline, utts: list[CallerUtterance]) -> dict[str, Any]:
         t_a, t_b = tl.tick_t[a], tl.tick_t[b]
         if any(t_a <= t <= t_b for t in tl.stop_audio_t):
             continue
+        if any(t_a <= s.opened_t <= t_b for s in tl.sessions[1:]) or any(
+            s.closed_t is not None and t_a <= s.closed_t <= t_b for s in tl.sessions
+        ):
+            continue  # a media gap (audio buffered before a drop may play on past it), under media_gaps
         items.append({"start_ms": _tick_ms(tl, dry[0]), "ms": round(len(dry) * TICK_S * 1000, 1)})
     return {"count": len(items), "total_ms": round(sum(g["ms"] for g in items), 1), "items": items}
+
+
+def _media_sessions(tl: Timeline) -> list[dict[str, Any]]:
+    return [
+        {"index": k, "opened_at_ms": _ms(tl, s.opened_t), "closed_at_ms": _ms(tl, s.closed_t), "end": s.end,
+         "dropped": s.dropped}
+        for k, s in enumerate(tl.sessions)
+    ]  # fmt: skip
+
+
+def _voiced_ticks_between(tl: Timeline, start: float, end: float | None) -> list[int]:
+    n = min(len(tl.tick_t), len(tl.agent_state))
+    lo = bisect.bisect_left(tl.tick_t, start, 0, n)
+    hi = n if end is None else bisect.bisect_left(tl.tick_t, end, lo, n)
+    return [i for i in range(lo, hi) if tl.agent_state[i] == PLAYED_VOICED]
+
+
+def _media_gaps(tl: Timeline) -> list[dict[str, Any]]:
+    sessions: list[MediaSession] = tl.sessions
+    out = []
+    for k, s in enumerate(sessions):
+        nxt = sessions[k + 1] if k + 1 < len(sessions) else None
+        if s.closed_t is None or not (s.dropped or nxt is not None):
+            continue  # the call's last socket, closed with the call (or an app stop never resumed)
+        before = _voiced_ticks_between(tl, tl.t0, None if nxt is None else nxt.opened_t)
+        last_end = tl.tick_t[before[-1]] + TICK_S if before else None
+        resumed = None
+        if nxt is not None:
+            after = _voiced_ticks_between(tl, nxt.opened_t, nxt.closed_t)
+            resumed = tl.tick_t[after[0]] if after else None
+        out.append(
+            {
+                "cause": "dropped" if s.dropped else "stopped",
+                "reason": s.end,
+                "dropped_at_ms": _ms(tl, s.closed_t),
+                "reconnected_at_ms": None if nxt is None else _ms(tl, nxt.opened_t),
+                "last_agent_audio_ms": _ms(tl, last_end),
+                "resumed_at_ms": _ms(tl, resumed),
+                "agent_silence_ms": None
+                if resumed is None or last_end is None
+                else round(max(0.0, resumed - last_end) * 1000, 1),
+                "socket_down_ms": None if nxt is None else round((nxt.opened_t - s.closed_t) * 1000, 1),
+            }
+        )
+    return out
 
 
 def build_report(
@@ -212,6 +271,9 @@ def build_report(
         "barge_ins": _barge_ins(tl, utterances),
         "false_barge_in_probes": _probes(tl, utterances),
         "gaps": _gaps(tl, utterances),
+        "media_session_count": len(tl.sessions),
+        "media_sessions": _media_sessions(tl),
+        "media_gaps": _media_gaps(tl),
         "stop_audio_ms": [_ms(tl, t) for t in tl.stop_audio_t],
         "dtmf_sent": [{"tone": c, "at_ms": _ms(tl, t)} for t, c in tl.dtmf_t],
         "frames": {
