@@ -1,4 +1,9 @@
-"""Audio for REST ``:play`` and recognize prompts: text and SSML spoken by espeak-ng, files fetched over http.
+"""Audio for REST ``:play`` and recognize prompts: text and SSML spoken by flite, files fetched over http.
+
+flite rather than espeak-ng: the phone's transcriber (pocketsphinx) decodes flite's voices word for word
+("press one for billing or two for support") where espeak came out garbled, and the phone's report and
+``wait: {phrase: …}`` steps are only as useful as that decoding. espeak-ng remains the fallback when flite
+is not installed.
 
 Everything comes out as 16 kHz s16le mono, the format :meth:`PhoneSide.play_prompt` takes. Failures
 raise :class:`PromptError` carrying the ACS result subcode the emulator reports in PlayFailed
@@ -80,7 +85,30 @@ def ssml_to_text(ssml: str) -> str:
     return " ".join(unescape(_TAG.sub(" ", ssml)).split())
 
 
-async def speak(text: str, *, voice: str = "en-us") -> bytes:
+# TextSource.voiceKind → flite voice. Unset or male: awb, the voice pocketsphinx decodes best here.
+_FLITE_VOICES = {"female": "slt", "male": "awb"}
+_DEFAULT_FLITE_VOICE = "awb"
+
+
+def flite_voice(voice_kind: Any) -> str:
+    return _FLITE_VOICES.get(str(voice_kind or "").lower(), _DEFAULT_FLITE_VOICE)
+
+
+async def speak(text: str, *, voice_kind: Any = None) -> bytes:
+    """Synthesize ``text`` with flite (cached on disk by voice and text) in a worker thread."""
+    if not text.strip():
+        raise PromptError(8582, "Action failed, play source text/ssml is empty.")
+    from callwright.emulator.phone.audio import AudioSourceError, default_tts_cache_dir, flite_say_blocking
+
+    try:
+        return await asyncio.to_thread(flite_say_blocking, text, flite_voice(voice_kind), default_tts_cache_dir())
+    except AudioSourceError as exc:
+        if "not installed" not in str(exc):
+            raise PromptError(8565, f"Action failed, flite error: {exc}") from exc
+    return await speak_espeak(text)
+
+
+async def speak_espeak(text: str, *, voice: str = "en-us") -> bytes:
     """Synthesize ``text`` with espeak-ng in a subprocess (never blocking the loop)."""
     if not text.strip():
         raise PromptError(8582, "Action failed, play source text/ssml is empty.")
@@ -121,8 +149,8 @@ async def render_play_source(http: httpx.AsyncClient, source: Any) -> bytes:
         raise PromptError(8535, "Action failed, play source is not an object.")
     kind = str(source.get("kind", "")).lower()
     if kind == "text":
-        text = (source.get("text") or {}).get("text", "") if isinstance(source.get("text"), dict) else ""
-        return await speak(str(text))
+        spec = source.get("text") if isinstance(source.get("text"), dict) else {}
+        return await speak(str(spec.get("text", "")), voice_kind=spec.get("voiceKind"))
     if kind == "ssml":
         ssml = source.get("ssml")
         body = ssml.get("ssmlText", "") if isinstance(ssml, dict) else ""

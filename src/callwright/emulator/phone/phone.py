@@ -3,6 +3,10 @@
 The emulator's control plane talks to it only through :class:`~callwright.emulator.contracts.PhoneSide`
 (media start/stop, REST prompts, callback events, disconnect); :meth:`VirtualPhone.run` drives the
 script once the call exists and returns the report.
+
+The phone's audio runs over the app's media WebSocket when the app streams, and otherwise over the call
+itself (:class:`~callwright.emulator.phone.call_audio.CallAudioLink`): an IVR-style app that only plays
+prompts and recognizes DTMF or speech is heard, and answered, the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 from callwright.emulator.contracts import CallSide, OutboundBehaviour
 from callwright.emulator.phone import audio
+from callwright.emulator.phone.call_audio import CallAudioLink, call_audio_link
 from callwright.emulator.phone.media import AGENT_UTTERANCE_GAP_S, CallerUtterance, MediaLink
 from callwright.emulator.phone.report import agent_segments, build_report
 from callwright.emulator.phone.script import (
@@ -38,6 +43,12 @@ from callwright.emulator.phone.transcribe import AgentTranscriber, LiveSpotter, 
 log = logging.getLogger(__name__)
 
 _EVENT_PREFIX = "Microsoft.Communication."
+# An app that answered with media options but without startMediaStreaming may still open the stream
+# (``:startMediaStreaming``) right after CallConnected; this long the phone waits before it takes the
+# call's own audio path instead.
+MEDIA_GRACE_S = 1.5
+# How long a prompt played while the stream is still opening waits for it before the call path takes it.
+_MEDIA_OPEN_WAIT_S = 12.0
 
 
 class ScriptFailure(RuntimeError):
@@ -76,6 +87,9 @@ class VirtualPhone:
         self.report: dict[str, Any] | None = None
         self._call: CallSide | None = None
         self._media_started = asyncio.Event()
+        self._media_starting = False
+        self._media_failed = asyncio.Event()
+        self._connected = asyncio.Event()
         self._disconnected = asyncio.Event()
         self._audio: dict[int, bytes] = {}
         self._prepared: asyncio.Task[None] | None = None
@@ -96,6 +110,11 @@ class VirtualPhone:
     ) -> None:
         self._call = call
         self._ensure_prepared()
+        if isinstance(self.link, CallAudioLink):
+            # The emulator attaches a late stream to the call path with reconnect() while the link is down;
+            # a second, separate link would split the phone's timeline, so this is refused.
+            raise RuntimeError("the phone is on the call's audio path and already has a media stream")
+        self._media_starting = True
         echo = self.script.echo
         # A script may force the stream's rate (a sender that does not follow what the app negotiated).
         sample_rate = self.script.sample_rate or sample_rate
@@ -120,6 +139,13 @@ class VirtualPhone:
             await self.link.close("media streaming stopped")
 
     async def play_prompt(self, pcm16k: bytes) -> bool:
+        # A phone that once had a stream never falls back to the call path (a dropped stream is restarted).
+        fresh = not self._media_started.is_set()
+        if self.link is None and fresh and self._connected.is_set() and not self._disconnected.is_set():
+            if self._media_starting and not self._media_failed.is_set():
+                await _first_of(self._media_started, self._media_failed, self._disconnected, timeout=_MEDIA_OPEN_WAIT_S)
+            if self.link is None and not self._disconnected.is_set():
+                await self._start_call_audio()
         if self.link is not None and not self.link.closed.is_set():
             return await self.link.play_prompt(pcm16k)
         # No media stream to the phone: still take the prompt's real duration, as ACS would.
@@ -135,7 +161,57 @@ class VirtualPhone:
             self.link.cancel_prompts()
 
     def on_callback_event(self, event_type: str, data: dict[str, Any]) -> None:
-        self.events.append(event_type.removeprefix(_EVENT_PREFIX))
+        name = event_type.removeprefix(_EVENT_PREFIX)
+        self.events.append(name)
+        if name == "CallConnected":
+            self._connected.set()
+        elif name == "MediaStreamingFailed":
+            self._media_failed.set()
+
+    def caller_track(self) -> tuple[bytearray, list[bool], int] | None:
+        """What the caller has sent so far (PCM, per-20 ms voiced flags, rate): the emulator's recognizer
+        listens here, on the stream's timeline or the call path's alike. None before the phone has audio."""
+        link = self.link
+        if link is None:
+            return None
+        tl = link.timeline
+        return tl.caller_pcm, tl.caller_voiced, tl.sample_rate
+
+    async def _start_call_audio(self) -> None:
+        """Take the call's own audio path (no media stream): prompts in, caller audio to the recognizer."""
+        if self.link is not None:
+            return
+        echo = self.script.echo
+        raw_id = self._call.caller_raw_id if self._call is not None else f"4:{self.number}"
+        # At the rate the app negotiated for its stream, if it asked for one: a stream it starts later then
+        # attaches to this link as it is.
+        media = getattr(self._call, "media", None)
+        link = call_audio_link(
+            self.script.sample_rate or getattr(media, "sample_rate", None),
+            participant_raw_id=raw_id,
+            on_agent_frame=self._heard,
+            echo_db=echo.db if echo else None,
+            echo_delay_ms=echo.delay_ms if echo else 0,
+            frame_ms=self.script.frame_ms,
+        )
+        self._ensure_prepared()
+        await link.start()
+        self.link = link
+        if self.script.needs_live_stt:
+            self._spotter = LiveSpotter(link.sample_rate, asyncio.get_running_loop(), lambda: None)
+        log.info("phone %s: no media stream; on the call's audio path", self.number)
+
+    async def _until_audio(self, call: CallSide) -> None:
+        """Wait until the phone can hear the call: the app's media stream, or else the call's own path."""
+        await _first_of(self._media_started, self._connected, self._disconnected)
+        if self._disconnected.is_set() or self.link is not None:
+            return
+        media = getattr(call, "media", None)  # the emulator's EmulatedCall; absent on other CallSides
+        if media is not None and not self._media_failed.is_set():
+            grace = None if getattr(media, "start_on_connect", False) else MEDIA_GRACE_S
+            await _first_of(self._media_started, self._media_failed, self._disconnected, timeout=grace)
+        if self.link is None and not self._disconnected.is_set():
+            await self._start_call_audio()
 
     async def on_disconnected(self, reason: str) -> None:
         self.disconnect_reason = reason
@@ -189,7 +265,7 @@ class VirtualPhone:
         except ScriptFailure as exc:
             ok, error = False, str(exc)
         except TimeoutError:
-            where = f"at step {self._step_no}" if self._step_no else "waiting for the media stream"
+            where = f"at step {self._step_no}" if self._step_no else "waiting for the call's audio"
             ok, error = False, f"script timed out after {self.script.timeout_s:g} s ({where})"
         except Exception as exc:  # a bug or a dead socket must still produce a report
             log.exception("phone %s: script crashed", self.number)
@@ -203,13 +279,9 @@ class VirtualPhone:
         if self.script.direction == "outbound" and self.script.outbound.outcome != "answer":
             await self._disconnected.wait()  # busy / no answer: the emulator ends the attempt
             return
-        started = asyncio.ensure_future(self._media_started.wait())
-        ended = asyncio.ensure_future(self._disconnected.wait())
-        await asyncio.wait({started, ended}, return_when=asyncio.FIRST_COMPLETED)
-        started.cancel()
-        ended.cancel()
-        if not self._media_started.is_set():
-            raise ScriptFailure(f"call ended before media started ({self.disconnect_reason})")
+        await self._until_audio(call)
+        if self.link is None:
+            raise ScriptFailure(f"call ended before its audio started ({self.disconnect_reason})")
         for i, step in enumerate(self.script.steps):
             self._step_no = i + 1
             where = f"step {i + 1} ({_step_name(step)})"
@@ -341,7 +413,7 @@ class VirtualPhone:
 
     async def _finish(self, call: CallSide) -> None:
         """End the call from the phone's side unless it already ended, then stop media."""
-        if not self._disconnected.is_set() and not self._hung_up and self._media_started.is_set():
+        if not self._disconnected.is_set() and not self._hung_up and self.link is not None:
             self._hung_up = True
             try:
                 call.hang_up_by_phone()
@@ -393,6 +465,16 @@ class VirtualPhone:
         paths = {"wav": str(wav) if tl is not None else "", "json": str(js)}
         js.write_text(json.dumps({**report, "recording": paths}, indent=2), encoding="utf-8")
         return paths
+
+
+async def _first_of(*events: asyncio.Event, timeout: float | None = None) -> None:
+    """Return when any of ``events`` is set (or after ``timeout`` seconds)."""
+    waits = {asyncio.ensure_future(e.wait()) for e in events}
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def _ends_call(step: Step) -> bool:
