@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 
 import httpx
 from playwright.async_api import expect
@@ -11,6 +12,7 @@ from playwright.async_api import expect
 from callwright.app import create_app
 from callwright.config import load_settings
 from callwright.emulator.phone import build_phone_from_script
+from callwright.events.handlers import ensure_call
 from callwright.localstack import free_port, serve_asgi
 from callwright.security.keys import hash_key, new_key
 
@@ -97,6 +99,8 @@ async def test_voice_live_call_shows_live_transcript_and_hangs_up(stack, browser
         await expect(row).to_contain_text("outbound")
         await expect(row).to_contain_text(phone.number)
         await expect(page.locator("#d-mode")).to_have_text("voice_live")
+        # The status line follows the call: no "Calling…" left standing once it is answered.
+        await expect(page.locator("#form-status")).to_have_text(f"Connected to {phone.number} (voice_live).")
         greeting = page.locator("#transcript .role-assistant").first
         await expect(greeting).to_contain_text("Thank you for calling Contoso Insurance", timeout=45_000)
         await expect(page.locator("#events")).to_contain_text("CallConnected")
@@ -111,6 +115,8 @@ async def test_voice_live_call_shows_live_transcript_and_hangs_up(stack, browser
         recent = page.locator(f'#recent-calls tr[data-call-id="{call.call_connection_id}"]')
         await expect(recent.locator(".state")).to_have_text("disconnected")
         await expect(page.locator("#d-hangup")).to_be_hidden()
+        await expect(page.locator("#form-status")).to_have_text(f"The call to {phone.number} ended.")
+        await expect(recent.locator(".outcome")).to_have_text("completed")
         await asyncio.wait_for(call.ended.wait(), 30)
     finally:
         if not run.done():
@@ -152,7 +158,8 @@ async def test_unconfigured_server_shows_not_ready_and_the_503_detail(browser: B
         await expect(page.locator("#form-error")).to_have_text(
             "ACS_CONNECTION_STRING is not set; outbound calls are unavailable"
         )
-    assert [e for e in browser.errors if "status of 503" not in e] == []
+        # Checked while the server is up: once it stops, the page's reconnect attempts fail by design.
+        assert [e for e in browser.errors if "status of 503" not in e] == []
 
 
 async def test_without_a_key_the_page_shows_sign_in_and_no_call_data(stack, browser: Browser):
@@ -199,3 +206,44 @@ async def test_server_without_operator_access_says_how_to_set_it_up(browser: Bro
         await page.goto(f"{url}/")
         await expect(page.locator("#signin-error")).to_contain_text("set OPERATOR_API_KEYS")
         await expect(page.locator("#main")).to_be_hidden()
+
+
+async def test_pushed_updates_and_a_reply_cut_before_its_first_word(browser: Browser):
+    """A transcript line added on the server appears without the page asking (the live stream pushes it),
+    and a reply the caller cut before hearing any of it reads as such instead of an empty bubble."""
+    key = new_key()
+    app = create_app(
+        load_settings(acs_connection_string=None, redis_url=None, operator_api_keys=f"operator:{hash_key(key)}")
+    )
+    async with serve_asgi(app, free_port()) as url:
+        call_id = str(uuid.uuid4())
+        record = await ensure_call(app.state, call_id, direction="inbound", mode="media", caller="4:+15551230001")
+        record.state = "connected"
+        record.memo.append_history("assistant", "Thank you for calling.", agent="front_desk")
+        record.memo.append_history("user", "What are your opening hours?")
+        record.memo.append_history("assistant", "", agent="front_desk", interrupted=True, full_text="We are open")
+        page = browser.page
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await sign_in(browser, url, key)
+        row = page.locator(f'#active-calls tr[data-call-id="{call_id}"]')
+        await row.get_by_role("button", name="Show call").click()
+        cut = page.locator("#transcript .role-assistant.cut")
+        await expect(cut.locator(".content")).to_have_text("(cut off before any of it was heard)")
+        await expect(cut.locator(".cut-mark")).to_have_count(0)
+        await expect(page.locator("#live")).to_have_text("Live")
+
+        requests.clear()
+        record.memo.append_history("user", "Where is your office?")
+        await expect(page.locator("#transcript .role-user .content").last).to_have_text("Where is your office?")
+        app.state.calls.finish(call_id, reason="caller hung up")
+        await expect(page.locator(f'#recent-calls tr[data-call-id="{call_id}"] .state')).to_have_text("disconnected")
+        await expect(page.locator("#d-state")).to_contain_text("caller hung up")
+        # Pushed, not polled: the lists were never asked for; only the changed call's detail was read.
+        assert not [u for u in requests if u.endswith("/api/v1/calls")], requests
+        assert any(u.endswith(f"/api/v1/calls/{call_id}") for u in requests)
+        widths = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert widths[0] <= widths[1]
+        # Without ACS the server is not ready: /ready answers 503, which the badge shows.
+        assert [e for e in browser.errors if "status of 401" not in e and "status of 503" not in e] == []
