@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -13,8 +14,20 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from callwright import __version__
+
+        typer.echo(f"callwright {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="print the version and exit"
+    ),
+) -> None:
     """Callwright: a real-time voice agent server for ACS phone calls."""
 
 
@@ -22,19 +35,39 @@ def _root() -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="interface to listen on"),
     port: int = typer.Option(8080, help="port to listen on"),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        envvar="CALLWRIGHT_WORKERS",
+        min=1,
+        help="server processes sharing the port (default: one per core when REDIS_URL is set, else 1)",
+    ),
+    plugins: list[str] | None = typer.Option(
+        None, "--app", help="a module:function plugin to load (repeatable); sets CALLWRIGHT_PLUGINS"
+    ),
+    redis_dir: Path | None = typer.Option(
+        None,
+        "--redis-dir",
+        envvar="CALLWRIGHT_REDIS_DIR",
+        file_okay=False,
+        help="data folder of the local redis-server started for --workers > 1 without REDIS_URL (default: temp)",
+    ),
 ) -> None:
     """Run the server (settings from the environment and .env).
 
     SIGTERM drains: /ready answers 503, no new calls, active calls get SHUTDOWN_GRACE_SECONDS, then a
     goodbye and a hang-up; sessions are saved (or spilled to SESSION_SPILL_DIR) before the process exits.
+    With --workers N > 1, N processes share the port and the calls (through Redis; a local redis-server
+    is started when REDIS_URL is unset); a worker that dies is restarted and SIGTERM drains them all.
     """
-    from callwright.app import create_app
-    from callwright.config import load_settings
-    from callwright.serving import ServerLimits, build_server
+    import os
 
-    settings = load_settings()
-    server = build_server(create_app(settings), host=host, port=port, limits=ServerLimits.from_settings(settings))
-    server.run()
+    from callwright.scale.workers import run_serve
+
+    if plugins:
+        # Before the settings are read and the app is built, and inherited by every worker process.
+        os.environ["CALLWRIGHT_PLUGINS"] = ",".join(plugins)
+    raise typer.Exit(run_serve(host, port, workers, redis_dir))
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="Operator API keys: make one, or hash one for OPERATOR_API_KEYS.")
@@ -83,7 +116,10 @@ def call(
     as_json: bool = typer.Option(False, "--json", help="print the call report alone, as JSON"),
     record: Path | None = typer.Option(None, "--record", help="write the stereo WAV and JSON report here"),
 ) -> None:
-    """Place one scripted call through a running emulator against a running server."""
+    """Place one scripted call through a running emulator against a running server.
+
+    The script format (steps, waits, barge-in, DTMF, the report): `callwright docs phone-scripts`.
+    """
     from callwright.emulator.phone.cli import run_call
 
     raise typer.Exit(run_call(script, emulator_url, as_json, record))
@@ -120,8 +156,18 @@ def bench(
         "--understanding",
         help="only the understanding section: natural-voice corpus; WER, intent accuracy, cut-offs, latency",
     ),
+    scale: bool = typer.Option(
+        False,
+        "--scale",
+        help="only the scale section: calls sustained with 1, 2, N workers; take-over time after SIGKILL",
+    ),
 ) -> None:
     """Benchmark latency, barge-in, density and leaks, measured at the caller's ear by the emulator."""
+    if scale:  # standalone too: python -m callwright.bench.scale --help
+        from callwright.bench.scale import run_scale_command
+
+        size = os.environ.get("CALLWRIGHT_BENCH_SIZE", "quick" if quick else "full")
+        raise typer.Exit(run_scale_command(size, as_json, out, markdown_out))
     if understanding:  # standalone too: python -m callwright.bench.understanding --help
         from callwright.bench.understanding import run_understanding_command
 
@@ -141,6 +187,46 @@ def realtime(
     from callwright.realtime.cli import run_realtime
 
     raise typer.Exit(run_realtime(host, port, api_key))
+
+
+scenario_app = typer.Typer(no_args_is_help=True, help="Scenarios (agents as YAML): check one before serving it.")
+app.add_typer(scenario_app, name="scenario")
+
+
+@scenario_app.command("check")
+def scenario_check(
+    path: Path = typer.Argument(..., help="a scenario folder, or its scenario.yaml"),
+    plugins: list[str] | None = typer.Option(
+        None, "--app", help="a module:function plug-in whose toolsets the scenario uses (repeatable)"
+    ),
+) -> None:
+    """Load a scenario as the server would: a summary and exit 0, or one line naming file, line and field.
+
+    The authoring guide (template variables, toolsets, handoffs, slots): `callwright docs scenarios`.
+    """
+    import os
+
+    from callwright.scenarios.check import run_check
+
+    specs = list(plugins or []) or [p for p in os.environ.get("CALLWRIGHT_PLUGINS", "").split(",") if p.strip()]
+    code, lines = run_check(path, specs)
+    for line in lines:
+        typer.echo(line, err=code != 0)
+    raise typer.Exit(code)
+
+
+@app.command("docs")
+def docs_command(
+    topic: str = typer.Argument(..., help="phone-scripts | scenarios"),
+) -> None:
+    """Print a reference shipped inside the package: the phone-script format or the scenario guide."""
+    from callwright.scenarios.check import packaged_doc
+
+    try:
+        typer.echo(packaged_doc(topic))
+    except LookupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
 
 
 def main() -> None:

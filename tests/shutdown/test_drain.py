@@ -163,7 +163,7 @@ async def test_sigterm_to_callwright_serve_drains_the_call_and_exits(redis_serve
         }
         log_file = await asyncio.to_thread(open, tmp_path / "server.log", "wb")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "callwright.cli", "serve", "--port", str(port),
+            sys.executable, "-m", "callwright.cli", "serve", "--workers", "1", "--port", str(port),
             env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log_file,
         )  # fmt: skip
         try:

@@ -168,6 +168,43 @@ class CallAutomation:
             return "gone"
         return str(getattr(props, "call_connection_state", None) or "unknown").lower()
 
+    async def start_media_streaming(self, call_connection_id: str, *, operation_context: str | None = None) -> None:
+        """Ask ACS to (re)open the call's media WebSocket to ``media_url`` (set when the call was answered
+        or created): after a replica died or lost the socket, ACS dials the load balancer again. A call ACS
+        no longer knows raises ResourceNotFoundError (the caller stops trying)."""
+        await _bounded(
+            "start_media_streaming",
+            self.connection(call_connection_id).start_media_streaming(operation_context=operation_context),
+            self.request_timeout,
+            not_found_ok=True,
+        )
+
+    async def stop_media_streaming(self, call_connection_id: str, *, operation_context: str | None = None) -> None:
+        await _bounded(
+            "stop_media_streaming",
+            self.connection(call_connection_id).stop_media_streaming(operation_context=operation_context),
+            self.request_timeout,
+        )
+
+    async def start_recording(
+        self, call_connection_id: str, *, state_callback_url: str | None = None, channel: str = "unmixed"
+    ) -> tuple[str, str]:
+        """ACS Call Recording for a connected call (audio, WAV, ``channel`` mixed/unmixed): returns
+        (recordingId, state). ACS reports each state change with RecordingStateChanged on
+        ``state_callback_url`` (default: the call's callback URL)."""
+        props = await _bounded(
+            "start_recording",
+            self._client.start_recording(
+                call_connection_id=call_connection_id,
+                recording_state_callback_url=state_callback_url or self.callback_url,
+                recording_content_type="audio",
+                recording_channel_type=channel,
+                recording_format_type="wav",
+            ),
+            self.request_timeout,
+        )
+        return str(props.recording_id or ""), str(props.recording_state or "")
+
     async def close(self) -> None:
         await self._client.close()
 

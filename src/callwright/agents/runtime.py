@@ -14,6 +14,9 @@ from callwright.agents.scenario import Scenario
 
 log = logging.getLogger("callwright.agents")
 
+#: What the agent says when a call's media comes back mid-conversation (a replica died or drained, or the
+#: socket dropped), before repeating its last words.
+RESUME_LINE = "Sorry, I lost you for a second."
 DIGIT_WORDS = ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 YES_NO_WORDS = ("yes", "no", "yeah", "nope", "correct", "that's right")
 
@@ -54,9 +57,28 @@ class AgentRuntime:
 
     async def greeting(self) -> AsyncIterator[AgentEvent]:
         self._ensure_profile()
+        resume = self.resume_line()
+        if resume is not None:
+            # Already rendered when first said: split, not rendered again (a "{{" in it must stay text).
+            for clause in split_clauses(resume):
+                yield TextChunk(clause)
+            return
         source = self.agent.greeting or "Hello, how can I help you today?"
         for chunk in self.say(source, {}):
             yield chunk
+
+    def resume_line(self) -> str | None:
+        """When the agent has spoken on this call already (its media handler starts again — another
+        replica took the call over, or the socket came back): the apology and the agent's last words
+        again (in full when the caller heard them cut off), instead of a second greeting. None on a new
+        call."""
+        if self.memo is None:
+            return None
+        text = last_agent_words(self.memo.history)
+        if text is None:
+            return None
+        log.info("resuming the conversation on a new media stream [call=%s]", self.call.call_connection_id)
+        return f"{RESUME_LINE} {text}".strip()
 
     # -- helpers -------------------------------------------------------------------------------------
     def _ensure_profile(self) -> None:
@@ -127,3 +149,18 @@ class AgentRuntime:
         for intent in self.scenario.intents_for(self._active):
             phrases.extend(intent.examples)
         return phrases
+
+
+def last_agent_words(history: list[dict[str, Any]]) -> str | None:
+    """The agent's last message of a conversation (its full text if it was interrupted), without an earlier
+    resume line's apology; None when the agent has not spoken. Server messages (agent "system": the
+    shutdown goodbye, a speech-input apology) are not the agent's words."""
+    for message in reversed(history):
+        if not isinstance(message, dict) or message.get("role") != "assistant" or message.get("agent") == "system":
+            continue
+        text = message.get("full_text") if message.get("interrupted") else None
+        text = str(text or message.get("content") or "").strip()
+        while text.startswith(RESUME_LINE):
+            text = text[len(RESUME_LINE) :].strip()
+        return text
+    return None

@@ -6,6 +6,10 @@ most once per reason every 10 s and skipped; the socket stays up. Audio of any f
 24 kHz, reaches the handler as 20 ms 16 kHz frames (``voice/framing.py``). A socket that sends no
 AudioMetadata/AudioData within MEDIA_START_TIMEOUT_SECONDS, or nothing for MEDIA_IDLE_TIMEOUT_SECONDS, is
 closed.
+
+With several replicas the socket's replica claims the call in the call directory (events for the call are
+routed to it, scale/routing.py) and releases it when the socket ends; a draining replica sends new sockets
+elsewhere (1013) while another replica can take them.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from callwright.acs.media import (
 )
 from callwright.events.handlers import ensure_call
 from callwright.logs import LogLimiter, call_scope
+from callwright.scale.routing import release_if_held
+from callwright.sessions.store import StoreUnavailable
 from callwright.voice.factory import UnsupportedMode
 from callwright.voice.framing import InboundReframer
 from callwright.voice.health import media_health
@@ -87,8 +93,66 @@ async def media_stream(ws: WebSocket) -> None:
             log.warning("media WebSocket refused: no x-ms-call-connection-id header or callConnectionId parameter")
             await _refuse(ws, "refused_no_call", "missing call connection id")
             return
+        if await _elsewhere_while_draining(ws):
+            return
         await ws.accept()
         await _serve(ws, call_id)
+
+
+async def _elsewhere_while_draining(ws: WebSocket) -> bool:
+    """A draining replica takes no new media socket while another live, non-draining replica exists: 1013
+    (try again later) makes ACS reconnect, and the load balancer sends the retry elsewhere. Alone, it accepts
+    as before (the call would have nowhere else to go)."""
+    st = ws.app.state
+    routing = getattr(st, "routing", None)
+    if not getattr(st, "draining", False) or routing is None:
+        return False
+    other = await routing.other_ready_replica()
+    if other is None:
+        return False
+    log.warning("media WebSocket refused: this replica is draining (replica %s takes it)", other)
+    st.metrics.media_connections_total.labels("refused_draining").inc()
+    await ws.accept()
+    await ws.close(code=CLOSE_TRY_AGAIN_LATER, reason="draining")
+    return True
+
+
+async def _claim(st: Any, call_id: str) -> bool:
+    """Record this replica as the holder of the call's media (events for it are routed here from now on)
+    and tell whoever held it before. False when the directory is unreachable (the call goes on here)."""
+    directory = getattr(st, "directory", None)
+    if directory is None:
+        return False
+    try:
+        previous = await directory.claim(call_id)
+    except StoreUnavailable as exc:
+        log.warning("media owner not recorded (%s): events reaching other replicas run there", exc)
+        return False
+    routing = getattr(st, "routing", None)
+    if routing is not None:
+        await routing.claimed(call_id, previous)
+    if previous:
+        log.info("media of the call moved here from replica %s", previous)
+    return True
+
+
+async def _release(st: Any, call_id: str) -> None:
+    # While draining (or shutting down) the ownership stays: a survivor finds the call among this replica's
+    # when its heartbeat stops, and takes it over. Otherwise events for it run wherever they land again.
+    if getattr(st, "draining", False):
+        return
+    directory = st.directory
+    try:
+        if await directory.release(call_id):
+            return
+        # Not ours any more: the call's socket reached another replica (ACS reconnected there), which holds
+        # the call now; this replica's copy must not linger (its reaper or shutdown would end a live call).
+        owner = (await directory.owners([call_id])).get(call_id)
+    except StoreUnavailable as exc:
+        log.warning("media owner not cleared (%s): it expires with the call's entry", exc)
+        return
+    if owner and owner != directory.replica_id:
+        release_if_held(st, call_id, owner)
 
 
 class _Inbound:
@@ -202,6 +266,7 @@ async def _serve(ws: WebSocket, call_id: str) -> None:
         return
     record.media_handler = handler
     record.media_connected = True
+    claimed = await _claim(st, call_id)
     st.metrics.media_connections_total.labels("accepted").inc()
     st.metrics.media_connections_active.inc()
     inbound = _Inbound(st, LogLimiter(log))
@@ -234,6 +299,8 @@ async def _serve(ws: WebSocket, call_id: str) -> None:
             log.exception("media handler failed to stop")
         if record.media_handler is handler:
             record.media_handler = None
+        if claimed:
+            await _release(st, call_id)
         if close is not None:
             await transport.close(*close)
         else:

@@ -16,6 +16,10 @@ retry 400, 401, 403 or 413, which dead-letter the delivery):
   as soon as the streamed body passes the cap) or more than ``WEBHOOK_MAX_EVENTS`` events.
 - **503** when the processor's queues are full: the events not taken were not marked as seen, so Event
   Grid's retry delivers them and the ones already taken are dropped as duplicates.
+
+Between parsing and the processor sits the cross-replica routing (``scale/routing.py``): with Redis, a
+delivery another replica already had is a duplicate, and an event whose call's media socket another live
+replica holds runs there (counted under ``accepted`` and ``forwarded``).
 """
 
 from __future__ import annotations
@@ -175,8 +179,17 @@ async def call_events(request: Request) -> Response:
         log.info("Event Grid subscription validation answered")
         return JSONResponse({"validationResponse": validation.data["validationCode"]})
 
-    result = await st.processor.process_events(delivery.events, st)
+    # With several replicas (Redis), routing dedups across them and sends each event to the replica holding
+    # its call's media (scale/routing.py); alone, it is the processor's process_events.
+    routing = getattr(st, "routing", None)
+    if routing is not None:
+        routed = await routing.route(delivery.events)
+        result, forwarded = routed.result, routed.forwarded
+    else:
+        result, forwarded = await st.processor.process_events(delivery.events, st), 0
     out = result.to_dict()
+    if forwarded:
+        out["forwarded"] = forwarded
     if rejected:
         out["rejected"] = rejected[:100]
     if result.deferred:

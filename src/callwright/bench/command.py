@@ -56,9 +56,17 @@ def run_bench_command(
         if size == "full":  # a tenth of --robustness (~1-2 min): every trigger, fewer inputs, one fault
             note("robustness (reduced pass; the full one: callwright bench --robustness)")
             result["robustness"] = asyncio.run(run_robustness(RobustnessPlan.reduced(), note))
+            # 1, 2 and N workers of `callwright serve`, and the take-over after SIGKILL (alone:
+            # python -m callwright.bench.scale [--quick|--tiny]).
+            from callwright.bench.scale import ScalePlan, run_scale
+
+            note("scale (workers on one machine, take-over after SIGKILL)")
+            result["scale"] = asyncio.run(run_scale(ScalePlan.full(), note))
     except Exception as exc:  # a stack that cannot start: say why, non-zero exit
         err.print(f"[red]error:[/] the benchmark could not run: {type(exc).__name__}: {exc}")
         return 1
+    from callwright.bench.scale import scale_lines
+
     result = stamp({"quick": size != "full", "size": size, **result})
     text = json.dumps(result, indent=2)
     if out is not None:
@@ -66,7 +74,7 @@ def run_bench_command(
         out.write_text(text + "\n", encoding="utf-8")
     if markdown_out is not None:
         markdown_out.parent.mkdir(parents=True, exist_ok=True)
-        markdown_out.write_text(markdown(result), encoding="utf-8")
+        markdown_out.write_text(markdown(result) + "\n".join(scale_lines(result.get("scale"))), encoding="utf-8")
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:
@@ -76,6 +84,8 @@ def run_bench_command(
             Console().print(line, highlight=False)
         if result.get("robustness"):
             render_robustness(Console(), result["robustness"])
+        for line in scale_lines(result.get("scale")):
+            Console().print(line, highlight=False)
     return 0
 
 

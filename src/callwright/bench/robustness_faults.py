@@ -244,7 +244,8 @@ async def _serve_child(emulator: Any, env_extra: dict[str, str], log_path: Path)
         pass
     with log_path.open("wb") as log_file:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "callwright.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+            sys.executable, "-m", "callwright.cli", "serve", "--workers", "1",
+            "--host", "127.0.0.1", "--port", str(port),
             env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
         )  # fmt: skip
     try:

@@ -243,6 +243,7 @@ async def handle_transfer(ctx: CallEventContext) -> None:
     if record is None:
         return
     accepted = ctx.event.type == ACSEventTypes.CALL_TRANSFER_ACCEPTED
+    ctx.app_state.metrics.transfers_total.labels("accepted" if accepted else "failed").inc()
     record.state = "transferring" if accepted else "connected"
     if record.memo is not None:
         record.memo.set_context("transfer", {"accepted": accepted, "data": ctx.get_event_data()})

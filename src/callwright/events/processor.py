@@ -122,6 +122,10 @@ class CallEventProcessor:
     def handlers_for(self, event_type: str) -> list[EventHandler]:
         return list(self._handlers.get(event_type, ()))
 
+    def has_seen(self, event: CallEvent) -> bool:
+        """Whether this processor took the event (a deferred one was not taken: its retry must run)."""
+        return f"id:{event.id}" in self._seen
+
     def type_label(self, event_type: str | None) -> str:
         """A bounded metric label: a known or handled type's short name, else ``other``."""
         if event_type is not None and (event_type in _KNOWN or event_type in self._handlers):
@@ -277,7 +281,7 @@ class CallEventProcessor:
             if call is None and (created := ctx.call) is not None:  # the event created its call
                 _note(created, label)
             if (current := ctx.call) is not None:
-                app_state.calls.publish_soon(current)  # other replicas see the new state (no-op alone)
+                app_state.calls.changed(current)  # the live page and other replicas see the new state
             self._count_label(label, outcome)
 
     async def drain(self, timeout: float = 10.0) -> None:

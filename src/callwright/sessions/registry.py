@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -26,8 +27,10 @@ from callwright.sessions.memo import MemoManager
 from callwright.sessions.store import SessionStore, StoreUnavailable
 
 if TYPE_CHECKING:
+    from callwright.metrics import Metrics
     from callwright.sessions.directory import CallDirectory
     from callwright.sessions.saver import SessionSaver
+    from callwright.tracing import Tracing
 
 log = logging.getLogger("callwright.sessions")
 
@@ -160,6 +163,9 @@ class CallRegistry:
         store: SessionStore | None = None,
         saver: SessionSaver | None = None,
         directory: CallDirectory | None = None,
+        tracing: Tracing | None = None,
+        metrics: Metrics | None = None,
+        on_change: Callable[[str], None] | None = None,
     ) -> None:
         self._active: dict[str, CallRecord] = {}
         self._recent: OrderedDict[str, CallRecord] = OrderedDict()
@@ -167,6 +173,10 @@ class CallRegistry:
         self._store = store
         self._saver = saver
         self._directory = directory
+        self._tracing = tracing
+        self._metrics = metrics
+        # Told the id of every call that started, changed or ended (the operator page's live feed).
+        self._on_change = on_change
         self._tasks: set[asyncio.Task[None]] = set()
         self._publishing: set[str] = set()
         self._limiter = LogLimiter(log)
@@ -186,6 +196,29 @@ class CallRegistry:
             await self._directory.put(record.call_connection_id, record.directory_entry())
         except StoreUnavailable as exc:
             self._limiter.warning("publish", "call not published to the directory: %s", exc)
+
+    def changed(self, record: CallRecord) -> None:
+        """Something about the call changed (an event was handled): tell the feed, publish it soon."""
+        self._notify(record.call_connection_id)
+        self.publish_soon(record)
+
+    def _notify(self, call_id: str) -> None:
+        if self._on_change is not None:
+            try:
+                self._on_change(call_id)
+            except Exception:
+                log.exception("call change listener failed [call=%s]", call_id)
+
+    async def republish_all(self) -> None:
+        """Every call held here back into the directory (after Redis came back, possibly empty)."""
+        for record in self.active():
+            await self.publish(record)
+            if record.media_connected and self.shared:
+                assert self._directory is not None
+                try:  # its events must keep coming here, where its media socket is
+                    await self._directory.claim(record.call_connection_id)
+                except StoreUnavailable:
+                    return
 
     def publish_soon(self, record: CallRecord) -> None:
         """:meth:`publish` in the background, coalesced per call: event handling never waits on Redis, and
@@ -230,6 +263,8 @@ class CallRegistry:
             self._spawn(self._stop_quietly(handler, call_id))
         if record.memo is not None and record.memo.dirty and self._saver is not None:
             self._saver.adopt(record.memo)
+        if self._tracing is not None:
+            self._tracing.call_ended(call_id, state=record.state, released=True)
         log.info("call released: its media is held by another replica [call=%s]", call_id)
         return record
 
@@ -278,6 +313,9 @@ class CallRegistry:
     def add(self, record: CallRecord) -> CallRecord:
         record.touch()
         self._active[record.call_connection_id] = record
+        if self._tracing is not None:
+            self._tracing.call_started(record.call_connection_id, direction=record.direction, mode=record.mode)
+        self._notify(record.call_connection_id)
         return record
 
     def get(self, call_id: str) -> CallRecord | None:
@@ -349,8 +387,23 @@ class CallRegistry:
         rec.state = state
         rec.ended_at = time.time()
         rec.end_reason = reason
+        # The post-call record goes into the session whoever ended the call (ACS, the reaper, the drain);
+        # the memo is then dirty and lands through the saver below.
+        from callwright.sessions.postcall import store_record  # postcall reads CallRecord: imported late
+
+        try:
+            store_record(rec)
+        except Exception:  # a record that cannot be built must not keep the call from ending
+            log.exception("post-call record not built [call=%s]", call_id)
         rec.media_handler = None
         self._remember_locally(rec, newest=True)
+        if self._tracing is not None:
+            self._tracing.call_ended(call_id, state=state, reason=reason)
+        self._notify(call_id)
+        if self._metrics is not None and rec.connected_at is not None:
+            self._metrics.call_duration_seconds.labels(rec.direction, rec.mode, state).observe(
+                max(0.0, rec.ended_at - rec.connected_at)
+            )
         if self.shared:
             self._spawn(self._end_in_directory(call_id, rec.directory_entry()))
         if self._saver is not None:

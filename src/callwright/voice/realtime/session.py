@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from callwright.agents.runtime import last_agent_words
 from callwright.config import Settings
 from callwright.voice.realtime.backends import BackendSpec
 
@@ -17,6 +18,8 @@ log = logging.getLogger("callwright.voice_live")
 HANDOFF_PREFIX = "handoff_to_"
 OPENAI_VOICES = frozenset({"alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"})
 DEFAULT_OPENAI_VOICE = "marin"
+PRIOR_MESSAGES = 30  # of a resumed call's conversation, given to the model in its instructions
+PRIOR_CHARS = 400  # per message
 PHONE_STYLE = (
     "\n\nYou are speaking on a phone call. Reply in one to three short spoken sentences; no lists, "
     "no markdown. Digits the caller keyed on the keypad arrive as '[keypad] 1234#'."
@@ -29,6 +32,12 @@ class AgentView:
     def __init__(self, orchestrator: Any, spec: BackendSpec) -> None:
         self.orch = orchestrator
         self.spec = spec
+        # A call whose media came back mid-conversation (another replica took it over): the new realtime
+        # session knows nothing of it, so what was said so far goes into its instructions, taken now —
+        # before this session adds to the history.
+        memo = getattr(orchestrator, "memo", None)
+        history = list(getattr(memo, "history", None) or [])
+        self._prior = prior_conversation(history) if last_agent_words(history) is not None else ""
 
     @property
     def scenario(self) -> Any:
@@ -46,11 +55,15 @@ class AgentView:
         except Exception:  # a template failing at render time must not cost the call
             log.exception("instructions of %s failed to render; using the raw text", self.name)
             text = source
-        return text + PHONE_STYLE
+        return text + PHONE_STYLE + self._prior
 
     def greeting(self) -> str:
         agent = self.scenario.agents[self.name]
         self.orch._ensure_profile()  # the greeting may name the caller (as the cascade's greeting does)
+        resume = getattr(self.orch, "resume_line", None)
+        line = resume() if callable(resume) else None
+        if line:
+            return str(line)  # the conversation goes on: an apology and the last question, not a new greeting
         return str(self.orch.render(agent.greeting or "Hello, how can I help you today?", {})).strip()
 
     def tool_names(self) -> list[str]:
@@ -87,6 +100,27 @@ class AgentView:
 
     def voice(self, settings: Settings) -> str | None:
         return settings.azure_voicelive_voice or getattr(self.orch, "active_voice", None)
+
+
+def prior_conversation(history: list[dict[str, Any]]) -> str:
+    """The conversation so far, as text for a resumed call's instructions (bounded)."""
+    lines = []
+    for message in history[-PRIOR_MESSAGES:]:
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            continue
+        content = str(message.get("content") or "").strip()
+        if not content:
+            continue
+        who = "Caller" if message["role"] == "user" else "You"
+        cut = " (cut off by the caller)" if message.get("interrupted") else ""
+        lines.append(f"{who}: {content[:PRIOR_CHARS]}{cut}")
+    if not lines:
+        return ""
+    return (
+        "\n\nThe call's audio dropped for a moment and is back now. The conversation so far:\n"
+        + "\n".join(lines)
+        + "\nContinue from there: do not greet the caller again."
+    )
 
 
 def _turn_detection(settings: Settings) -> dict[str, Any]:
