@@ -282,6 +282,46 @@ async def participant_action(request: Request, call_connection_id: str, action: 
     raise not_supported(f"participants:{action}")
 
 
+# --- Call Recording (emulator/recording.py) ---
+@router.post("/calling/recordings")
+async def start_recording(request: Request) -> Response:
+    from callwright.emulator.recording import recordings_of
+
+    emu = emulator_of(request)
+    rec = recordings_of(emu).start(await json_body(request), emu.get_call, lambda: list(emu.calls.values()))
+    return _json(200, rec.properties())
+
+
+@router.get("/calling/recordings/{recording_id}")
+async def get_recording(request: Request, recording_id: str) -> Response:
+    from callwright.emulator.recording import recordings_of
+
+    return _json(200, recordings_of(emulator_of(request)).get(recording_id).properties())
+
+
+@router.delete("/calling/recordings/{recording_id}")
+async def stop_recording(request: Request, recording_id: str) -> Response:
+    from callwright.emulator.recording import recordings_of
+
+    recordings_of(emulator_of(request)).stop(recording_id)
+    return Response(status_code=204)
+
+
+@router.post("/calling/recordings/{ref}")
+async def recording_action(request: Request, ref: str) -> Response:
+    from callwright.emulator.recording import recordings_of
+
+    recording_id, _, action = ref.rpartition(":")
+    recs = recordings_of(emulator_of(request))
+    if action == "pause":
+        recs.pause(recording_id)
+    elif action == "resume":
+        recs.resume(recording_id)
+    else:
+        raise not_supported(f"recordings/{{id}}:{action[:40]}")
+    return Response(status_code=202)
+
+
 def wellknown_router() -> APIRouter:
     """The unauthenticated OpenID configuration and JWKS (what the app's JWT verifier fetches)."""
     r = APIRouter()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -44,6 +45,7 @@ from callwright.logs import call_scope, pii
 from callwright.sessions.registry import CallRecord
 from callwright.speech.base import Recognizer, Synthesizer
 from callwright.speech.pools import PoolClosed, PoolExhausted
+from callwright.tracing import ToolTiming, TurnTiming
 from callwright.voice import telephony
 from callwright.voice.base import MediaTransport
 from callwright.voice.cascade.echo import EchoGuard
@@ -56,6 +58,7 @@ from callwright.voice.cascade.heard import (
 from callwright.voice.cascade.playback import Playback, Segment
 from callwright.voice.cascade.recognition import RecognitionLane, TurnTaking, Utterance
 from callwright.voice.health import media_health
+from callwright.voice.recording import CallRecorder, close_recorder, open_recorder
 
 log = logging.getLogger("callwright.cascade")
 
@@ -81,6 +84,26 @@ class _Reply:
     speech_end_time: float | None = None
     final_time: float | None = None
     first_text_time: float | None = None
+    tools: list[ToolTiming] = field(default_factory=list)
+
+
+def _history_timing(reply: _Reply, m: dict[str, float]) -> dict[str, Any]:
+    """What an assistant history entry keeps about its turn, for the post-call record."""
+    out: dict[str, Any] = {"reply_to": reply.kind}
+    if "response_s" in m:
+        out["response_ms"] = round(m["response_s"] * 1000)
+    return out
+
+
+def _jsonable(value: Any, limit: int = 4000) -> Any:
+    """A tool result as the session can store it (JSON, bounded)."""
+    try:
+        text = json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        text = json.dumps(str(value))
+    if len(text) > limit:
+        return {"truncated": text[:limit]}
+    return json.loads(text)
 
 
 @dataclass
@@ -136,6 +159,7 @@ class SpeechCascadeHandler:
         self._restarting = False
         self.degraded = False  # speech input was lost for good: apologised, then transferred or ended
         self.lane_restarts = 0
+        self.recorder: CallRecorder | None = None  # the call's stereo recording (RECORDING_ENABLED)
 
     @property
     def memo(self) -> Any:
@@ -147,6 +171,8 @@ class SpeechCascadeHandler:
             return
         self._started = True
         loop = asyncio.get_running_loop()
+        self.recorder = await open_recorder(self._st, self._record.call_connection_id)
+        self.playback.tap = self.recorder
         try:
             self._stt = await self._engines.stt_pool.acquire()
             self._tts = await self._engines.tts_pool.acquire()
@@ -344,6 +370,9 @@ class SpeechCascadeHandler:
         return [*self.orchestrator.expected_phrases(), *BACKCHANNEL_PHRASES]
 
     def on_audio(self, frame: AudioData) -> None:
+        if self.recorder is not None and not self._stopped:
+            pcm = frame.pcm if not frame.silent else bytes(len(frame.pcm) or 640)
+            self.recorder.caller(pcm, frame.participant_raw_id)
         # Silent frames matter: the segmenter needs the pauses to find the end of an utterance.
         if self._lane is not None and not self._stopped:
             self._lane.feed(frame.pcm if not frame.silent else bytes(len(frame.pcm) or 640))
@@ -351,6 +380,8 @@ class SpeechCascadeHandler:
     async def on_dtmf(self, tone: str) -> None:
         if self._stopped or self.orchestrator is None:
             return
+        if self.memo is not None:
+            self.memo.record_metric("dtmf", tone=tone)
         self._dtmf_digits += tone
         reply = self._reply
         if reply is not None and self._barge is None and self.playback.audible:
@@ -391,6 +422,7 @@ class SpeechCascadeHandler:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         await self.playback.close()
+        await close_recorder(self._st, self.recorder, self.memo)
         if self._lane is not None:
             joined = await asyncio.get_running_loop().run_in_executor(None, self._lane.join, 1.0)
             if not joined:
@@ -479,10 +511,19 @@ class SpeechCascadeHandler:
                         self._lane.bias(self._phrases())
                     if self.memo is not None:
                         self.memo.set_context("active_agent", event.to_agent)
+                        self.memo.record_metric("handoff", from_agent=event.from_agent, to_agent=event.to_agent)
                 elif isinstance(event, Transfer | HangUp):
                     actions.append(event)
-                elif isinstance(event, ToolInvoked) and self.memo is not None:
-                    self.memo.record_metric("tool", tool=event.name, arguments=event.arguments)
+                elif isinstance(event, ToolInvoked):
+                    self._metrics.tool_calls_total.labels("error" if event.failed else "ok").inc()
+                    now = time.monotonic()
+                    reply.tools.append(
+                        ToolTiming(event.name, event.started or now, event.ended or now, ok=not event.failed)
+                    )
+                    if self.memo is not None:
+                        self.memo.record_metric(
+                            "tool", tool=event.name, arguments=event.arguments, result=_jsonable(event.result)
+                        )
             to_synthesize.put_nowait(None)
             await synth
             await self.playback.wait_played()
@@ -545,25 +586,41 @@ class SpeechCascadeHandler:
     # --- history and metrics ----------------------------------------------------------------------
     def _record_completed(self, reply: _Reply) -> None:
         _, full = heard_text(reply.segments)
+        timing = _history_timing(reply, self._observe_turn(reply))
         if self.memo is not None and full:
-            self.memo.append_history("assistant", full, agent=reply.agent)
+            self.memo.append_history("assistant", full, agent=reply.agent, **timing)
             self.memo.persist_background()
-        self._observe_turn(reply)
 
     def _record_interrupted(self, _cleared: list[Segment], *, reason: str) -> None:
         reply = self._reply
         if reply is None:
             return
         heard, full = heard_text(reply.segments)
+        timing = _history_timing(reply, self._observe_turn(reply, interrupted=True))
         if self.memo is not None and full:
             self.memo.append_history(
-                "assistant", heard, agent=reply.agent, interrupted=True, full_text=full, reason=reason
+                "assistant", heard, agent=reply.agent, interrupted=True, full_text=full, reason=reason, **timing
             )
             self.memo.persist_background()
-        self._observe_turn(reply)
 
-    def _observe_turn(self, reply: _Reply) -> None:
+    def _observe_turn(self, reply: _Reply, *, interrupted: bool = False) -> dict[str, float]:
         first_audio = next((s.first_sent_time for s in reply.segments if s.first_sent_time), None)
+        tracing = getattr(self._st, "tracing", None)
+        if tracing is not None:
+            tracing.turn(
+                self._record.call_connection_id,
+                TurnTiming(
+                    kind=reply.kind,
+                    agent=reply.agent,
+                    speech_end=reply.speech_end_time,
+                    final=reply.final_time,
+                    first_text=reply.first_text_time,
+                    first_audio=first_audio,
+                    ended=time.monotonic(),
+                    interrupted=interrupted,
+                    tools=reply.tools,
+                ),
+            )
         m: dict[str, float] = {}
         if reply.speech_end_time and reply.final_time:
             m["stt_final_s"] = reply.final_time - reply.speech_end_time
@@ -582,6 +639,7 @@ class SpeechCascadeHandler:
             self.turn_metrics.append(m)
             if self.memo is not None:
                 self.memo.record_metric("turn", kind=reply.kind, **m)
+        return m
 
     # --- barge-in (on the event loop) -------------------------------------------------------------
     def _on_voice_hint(self, voiced: bool) -> None:
@@ -691,7 +749,12 @@ class SpeechCascadeHandler:
 
     # --- telephony actions ------------------------------------------------------------------------
     async def _hang_up(self, reason: str) -> None:
+        if self.memo is not None:
+            self.memo.record_metric("hang_up", by="agent", reason=reason)
         await telephony.hang_up(self._st, self._record.call_connection_id, self._transport, reason)
 
     async def _transfer(self, target: str) -> None:
+        self._metrics.transfers_total.labels("requested").inc()
+        if self.memo is not None:
+            self.memo.record_metric("transfer", target=target)
         await telephony.transfer(self._st, self._record.call_connection_id, target)

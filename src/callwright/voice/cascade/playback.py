@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from callwright.acs.media import FRAME_MS, frame_bytes
 from callwright.voice.base import MediaTransport
@@ -71,6 +72,9 @@ class Playback:
         self._inflight: list[tuple[float, Segment, int]] = []  # (play end time, segment, bytes)
         self.on_first_frame = on_first_frame
         self._on_frame_sent = on_frame_sent  # (frame, when it plays at the caller's end)
+        # The call's recorder (voice/recording.py), when recording: every frame sent, at its play time, and
+        # the cut a StopAudio makes — the agent as the caller heard it, not as TTS produced it.
+        self.tap: Any = None
         self.frames_sent = 0
         self.underruns = 0
 
@@ -146,6 +150,8 @@ class Playback:
                 seg.sent -= nbytes
             self._inflight.clear()
             self._next_play_at = now
+            if self.tap is not None:
+                self.tap.agent_cut(now)
         return max(now, self._next_play_at)
 
     def resume(self, *, restart_interrupted: bool = True) -> None:
@@ -252,6 +258,8 @@ class Playback:
             self.frames_sent += 1
             if self._on_frame_sent is not None:
                 self._on_frame_sent(chunk, play_start)
+            if self.tap is not None:
+                self.tap.agent(chunk, play_start)
             await self._transport.send_audio(chunk)
             if first and self.on_first_frame is not None:
                 self.on_first_frame(time.monotonic())

@@ -31,6 +31,7 @@ from callwright.acs.media import AudioData, AudioMetadata
 from callwright.logs import call_scope
 from callwright.sessions.registry import CallRecord
 from callwright.speech.resample import StreamResampler
+from callwright.tracing import TurnTiming
 from callwright.voice.base import MediaTransport
 from callwright.voice.cascade.echo import EchoGuard
 from callwright.voice.cascade.heard import heard_text
@@ -40,6 +41,7 @@ from callwright.voice.realtime.hold import Hold, HoldMixin
 from callwright.voice.realtime.service import RealtimeService
 from callwright.voice.realtime.session import AgentView, beta_name, greeting_request, session_update
 from callwright.voice.realtime.tools import ToolsMixin
+from callwright.voice.recording import CallRecorder, close_recorder, open_recorder
 
 log = logging.getLogger("callwright.voice_live")
 
@@ -114,6 +116,7 @@ class RealtimeHandler(HoldMixin, ToolsMixin):
         self.turn_metrics: list[dict[str, float]] = []
         self.truncates: list[dict[str, Any]] = []
         self.events_seen: collections.Counter[str] = collections.Counter()
+        self.recorder: CallRecorder | None = None  # the call's stereo recording (RECORDING_ENABLED)
 
     @property
     def memo(self) -> Any:
@@ -125,6 +128,8 @@ class RealtimeHandler(HoldMixin, ToolsMixin):
             return
         self._started = True
         self.orchestrator = self._st.orchestrator_factory(self._record)
+        self.recorder = await open_recorder(self._st, self._record.call_connection_id)
+        self.playback.tap = self.recorder
         self.playback.start()
         self._main = self._spawn(self._run(), keep=False)
         log.info("voice_live handler started (backend %s)", self._service.kind)
@@ -150,6 +155,7 @@ class RealtimeHandler(HoldMixin, ToolsMixin):
                 await task
         await self._close_conn()
         await self.playback.close()
+        await close_recorder(self._st, self.recorder, self.memo)
         if self.echo_guard is not None and self.echo_guard.frames_rejected:
             self._metrics.echo_frames_rejected_total.inc(self.echo_guard.frames_rejected)
             log.info("echo guard: %d caller frames were the agent's own audio", self.echo_guard.frames_rejected)
@@ -247,10 +253,14 @@ class RealtimeHandler(HoldMixin, ToolsMixin):
 
     # --- caller audio -----------------------------------------------------------------------------
     def on_audio(self, frame: AudioData) -> None:
-        if self._stopped or self.failure is not None or self._closing:
+        if self._stopped:
             return
         # Silent frames too: server VAD times silence_duration_ms on appended audio (§0.10).
         pcm = frame.pcm if not frame.silent else bytes(len(frame.pcm) or 640)
+        if self.recorder is not None:  # the caller is recorded whatever the realtime leg is doing
+            self.recorder.caller(pcm, frame.participant_raw_id)
+        if self.failure is not None or self._closing:
+            return
         if not self._ready:
             self._held.append(pcm)
             return
@@ -502,6 +512,23 @@ class RealtimeHandler(HoldMixin, ToolsMixin):
             with contextlib.suppress(BackendClosed):
                 await self._send({"type": "response.cancel", "response_id": reply.response_id})
 
+    # --- telephony and keys, noted for the post-call record (the work is ToolsMixin's) -------------
+    async def on_dtmf(self, tone: str) -> None:
+        if not self._stopped and self.failure is None and self.memo is not None:
+            self.memo.record_metric("dtmf", tone=tone)
+        await super().on_dtmf(tone)
+
+    async def _hang_up(self, reason: str) -> None:
+        if self.memo is not None:
+            self.memo.record_metric("hang_up", by="agent", reason=reason)
+        await super()._hang_up(reason)
+
+    async def _transfer(self, target: str) -> None:
+        self._metrics.transfers_total.labels("requested").inc()
+        if self.memo is not None:
+            self.memo.record_metric("transfer", target=target)
+        await super()._transfer(target)
+
     # --- history ----------------------------------------------------------------------------------
     def _on_user_transcript(self, text: str) -> None:
         text = text.strip()
@@ -513,27 +540,43 @@ class RealtimeHandler(HoldMixin, ToolsMixin):
     def _record_completed(self, reply: _Reply) -> None:
         segments = list(reply.segments.values())
         _, full = heard_text(segments)
+        timing = self._observe(reply)
         if self.memo is not None and full:
-            self.memo.append_history("assistant", full, agent=reply.agent)
+            self.memo.append_history("assistant", full, agent=reply.agent, **timing)
             self.memo.persist_background()
-        self._observe(reply)
 
     def _record_interrupted(self, reply: _Reply, _cleared: list[Segment], *, reason: str) -> None:
         segments = list(reply.segments.values())
         heard, full = heard_text(segments)
+        timing = self._observe(reply)
         if self.memo is not None and full:
             self.memo.append_history(
-                "assistant", heard, agent=reply.agent, interrupted=True, full_text=full, reason=reason
+                "assistant", heard, agent=reply.agent, interrupted=True, full_text=full, reason=reason, **timing
             )
             self.memo.persist_background()
-        self._observe(reply)
 
-    def _observe(self, reply: _Reply) -> None:
+    def _observe(self, reply: _Reply) -> dict[str, Any]:
+        """Records the turn's response time; returns what its history entry keeps of it."""
         first = min((s.first_sent_time for s in reply.segments.values() if s.first_sent_time), default=None)
+        tracing = getattr(self._st, "tracing", None)
+        if tracing is not None:
+            tracing.turn(
+                self._record.call_connection_id,
+                TurnTiming(
+                    kind="speech" if reply.speech_end_time is not None else "greeting",
+                    mode=MODE,
+                    agent=reply.agent,
+                    speech_end=reply.speech_end_time,
+                    first_audio=first,
+                    ended=time.monotonic(),
+                    interrupted=reply.interrupted,
+                ),
+            )
         if reply.speech_end_time is None or first is None:
-            return
+            return {}
         response_s = first - reply.speech_end_time
         self._metrics.mode_turn_response_seconds.labels(MODE).observe(max(0.0, response_s))
         self.turn_metrics.append({"response_s": response_s})
         if self.memo is not None:
             self.memo.record_metric("turn", kind="speech", mode=MODE, response_s=response_s)
+        return {"reply_to": "speech", "response_ms": round(response_s * 1000)}
