@@ -15,12 +15,14 @@ both, as DEBUG is for a developer's own machine.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import re
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from callwright.config import Settings, level_overrides
@@ -145,6 +147,30 @@ class LogSanitizer(logging.Filter):
         return True
 
 
+class JsonFormatter(logging.Formatter):
+    """LOG_FORMAT=json: one JSON object per line for log shippers (ts, level, logger, call_id, message, exc).
+    The message is the sanitised one (LogSanitizer runs first), so PII stays redacted here too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        call_id = getattr(record, "call_id", None)
+        if call_id:
+            out["call_id"] = call_id
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            out["exc"] = record.exc_text
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s%(call_tag)s: %(message)s"
+
+
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever sys.stderr is now (it may be replaced after start: test capture, daemonising)."""
 
@@ -176,8 +202,9 @@ def configure_logging(settings: Settings) -> None:
         handler.set_name(handler_name)
         handler.addFilter(CallIdFilter())
         handler.addFilter(LogSanitizer())
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s%(call_tag)s: %(message)s"))
         root.addHandler(handler)
+    json_lines = getattr(settings, "log_format", "text") == "json"
+    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(TEXT_FORMAT))
     show_pii = bool(getattr(settings, "log_pii", False))
     for flt in handler.filters:
         if isinstance(flt, LogSanitizer):

@@ -17,12 +17,20 @@ class _PoolCollector(Collector):
         self._stats = stats
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        fam = GaugeMetricFamily("callwright_pool", "Engine pool state", labels=["pool", "field"])
+        # One metric per figure (callwright_pool_in_use{pool="stt"}), so a dashboard sums or rates one
+        # meaning at a time; counters among them (created, exhausted, ...) are still exposed as gauges,
+        # being snapshots the pools keep, not increments this process observed.
+        families: dict[str, GaugeMetricFamily] = {}
         for pool, stats in self._stats().items():
             for field, value in stats.items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    fam.add_metric([pool, field], float(value))
-        yield fam
+                if isinstance(value, int | float) and not isinstance(value, bool) and field.isidentifier():
+                    fam = families.get(field)
+                    if fam is None:
+                        fam = families[field] = GaugeMetricFamily(
+                            f"callwright_pool_{field}", f"Engine pool figure '{field}'", labels=["pool"]
+                        )
+                    fam.add_metric([pool], float(value))
+        yield from families.values()
 
 
 class Metrics:
@@ -163,6 +171,71 @@ class Metrics:
             "callwright_voice_live_failures_total",
             "Calls whose realtime leg failed (apologised to, then transferred or ended), by reason",
             ["reason"], registry=r,
+        )  # fmt: skip
+
+        # --- replica take-over and media restarts (scale/takeover.py) ---
+        self.replica_takeovers_total = Counter(
+            "callwright_replica_takeovers_total",
+            "Dead replicas whose calls this replica took over, by outcome (done/partial)",
+            ["outcome"], registry=r,
+        )  # fmt: skip
+        self.replica_takeover_seconds = Histogram(
+            "callwright_replica_takeover_seconds",
+            "Take-over of a dead replica's calls: won the claim to every call's media streaming restarted",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0), registry=r,
+        )  # fmt: skip
+        self.media_restarts_total = Counter(
+            "callwright_media_restarts_total",
+            "Media streaming restarts asked of ACS, by trigger (failed/stopped/takeover/handover) and outcome",
+            ["trigger", "outcome"], registry=r,
+        )  # fmt: skip
+
+        # --- cross-replica routing (scale/routing.py, scale/relay.py) ---
+        self.events_relayed_total = Counter(
+            "callwright_events_relayed_total",
+            "Events relayed to the replica holding their call's media (sent) or from another replica (received)",
+            ["direction"], registry=r,
+        )  # fmt: skip
+        self.event_relay_seconds = Histogram(
+            "callwright_event_relay_seconds",
+            "Relay XADD on the replica the event reached → hand-off to the owner's processor",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r,
+        )  # fmt: skip
+
+        # --- observability (issue 15 item 3) ---
+        self.call_duration_seconds = Histogram(
+            "callwright_call_duration_seconds",
+            "Connected → ended, by direction, mode and final state",
+            ["direction", "mode", "state"],
+            buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 3600), registry=r,
+        )  # fmt: skip
+        self.llm_first_token_seconds = Histogram(
+            "callwright_llm_first_token_seconds",
+            "Chat completion request → first streamed chunk",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.llm_errors_total = Counter(
+            "callwright_llm_errors_total",
+            "Chat completion requests that failed, by kind (timeout/rate_limited/connection/api)",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self.tool_calls_total = Counter(
+            "callwright_tool_calls_total", "Agent tool calls by outcome (ok/error)", ["outcome"], registry=r
+        )
+        self.transfers_total = Counter(
+            "callwright_transfers_total",
+            "Transfers by outcome (requested/accepted/failed)",
+            ["outcome"], registry=r,
+        )  # fmt: skip
+        # --- recording (issue 15) ---
+        self.recordings_active = Gauge("callwright_recordings_active", "Call recordings being written", registry=r)
+        self.recording_seconds_total = Counter(
+            "callwright_recording_seconds_total", "Seconds of call audio written to recordings", registry=r
+        )
+        self.recording_failures_total = Counter(
+            "callwright_recording_failures_total",
+            "Recordings that could not be written (disk full, read-only), by stage (open/write)",
+            ["stage"], registry=r,
         )  # fmt: skip
 
     def watch_pools(self, stats: Callable[[], dict[str, dict[str, Any]]]) -> None:

@@ -54,7 +54,7 @@ async def test_a_call_over_capacity_hears_an_apology_and_is_hung_up():
             metrics = (await http.get(f"{stack.url}/metrics", headers=stack.operator_headers)).text
         assert ready["checks"]["pools"]["stt"]["in_use"] == 1
         assert ready["checks"]["pools"]["stt"]["exhausted_count"] >= 1
-        assert 'callwright_pool{field="in_use",pool="stt"} 1.0' in metrics
+        assert 'callwright_pool_in_use{pool="stt"} 1.0' in metrics
 
         holding.cancel()
         await asyncio.gather(holding, return_exceptions=True)

@@ -33,6 +33,13 @@ class ToolInvoked:
     name: str
     arguments: dict[str, Any]
     result: Any = None
+    # time.monotonic() around the tool's run, for its trace span and the post-call record
+    started: float | None = None
+    ended: float | None = None
+
+    @property
+    def failed(self) -> bool:
+        return isinstance(self.result, dict) and "error" in self.result
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,9 +71,11 @@ class LLMOrchestrator(AgentRuntime):
         timeout_seconds: float = 8.0,
         max_tool_steps: int = 5,
         temperature: float | None = 0.6,
+        metrics: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.metrics = metrics  # callwright.metrics.Metrics: first-token latency and errors by kind
         self.client = client
         self.model = model
         self.timeout_seconds = timeout_seconds
@@ -180,10 +183,16 @@ class LLMOrchestrator(AgentRuntime):
             kwargs["tools"] = tools
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
+        asked = time.monotonic()
+        first = True
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 stream = await self.client.chat.completions.create(**kwargs, timeout=self.timeout_seconds)
             async for chunk in stream:
+                if first:
+                    first = False
+                    if self.metrics is not None:
+                        self.metrics.llm_first_token_seconds.observe(time.monotonic() - asked)
                 for clause in self._absorb(chunk, step, chunker):
                     step.spoke = True
                     yield TextChunk(clause)
@@ -191,9 +200,24 @@ class LLMOrchestrator(AgentRuntime):
                 step.spoke = True
                 yield TextChunk(clause)
         except _RETRYABLE as exc:
+            self._count_error(exc)
             raise _LLMFailure(exc, retryable=True) from exc
         except openai.APIError as exc:
+            self._count_error(exc)
             raise _LLMFailure(exc, retryable=False) from exc
+
+    def _count_error(self, exc: BaseException) -> None:
+        if self.metrics is None:
+            return
+        if isinstance(exc, TimeoutError | openai.APITimeoutError):
+            kind = "timeout"
+        elif isinstance(exc, openai.RateLimitError):
+            kind = "rate_limited"
+        elif isinstance(exc, openai.APIConnectionError):
+            kind = "connection"
+        else:
+            kind = "api"
+        self.metrics.llm_errors_total.labels(kind).inc()
 
     @staticmethod
     def _absorb(chunk: Any, step: _Step, chunker: ClauseChunker) -> list[str]:
@@ -226,8 +250,8 @@ class LLMOrchestrator(AgentRuntime):
         handoff = next((c for c in calls if c.name.startswith(HANDOFF_PREFIX)), None)
         regular = [c for c in calls if not c.name.startswith(HANDOFF_PREFIX)]
         results = await asyncio.gather(*(self._call_tool(c) for c in regular))
-        for call, (args, result) in zip(regular, results, strict=True):
-            yield ToolInvoked(call.name, args, result)
+        for call, (args, result, started, ended) in zip(regular, results, strict=True):
+            yield ToolInvoked(call.name, args, result, started, ended)
             content = json.dumps(result, default=str)
             messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
             if self.memo is not None:
@@ -244,7 +268,12 @@ class LLMOrchestrator(AgentRuntime):
         # The new agent answers in this same turn, under its own instructions.
         messages[0] = {"role": "system", "content": self._system_prompt()}
 
-    async def _call_tool(self, call: _ToolCall) -> tuple[dict[str, Any], Any]:
+    async def _call_tool(self, call: _ToolCall) -> tuple[dict[str, Any], Any, float, float]:
+        started = time.monotonic()
+        args, result = await self._tool_result(call)
+        return args, result, started, time.monotonic()
+
+    async def _tool_result(self, call: _ToolCall) -> tuple[dict[str, Any], Any]:
         try:
             args = json.loads(call.arguments) if call.arguments.strip() else {}
             if not isinstance(args, dict):

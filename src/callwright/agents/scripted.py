@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -218,8 +219,9 @@ class ScenarioOrchestrator(AgentRuntime):
         values: dict[str, Any] = {"slots": pending.slots, "result": {}}
         if action.tool is not None:
             args = {k: self.render(v, values) for k, v in action.tool.args.items()}
+            started = time.monotonic()
             result = await self.scenario.registry.call(action.tool.name, args, self.tool_context)
-            events.append(ToolInvoked(action.tool.name, args, result))
+            events.append(ToolInvoked(action.tool.name, args, result, started, time.monotonic()))
             values["result"] = result
             failed = isinstance(result, dict) and "error" in result
             if not failed and action.tool.fail_when:

@@ -112,7 +112,7 @@ class RealtimeService:
         self.active = max(0, self.active - 1)
 
     def stats(self) -> dict[str, Any]:
-        """For /ready and the ``callwright_pool{pool="realtime"}`` gauges."""
+        """For /ready and the ``callwright_pool_*{pool="realtime"}`` gauges."""
         return {"backend_local": int(self.kind == "local"), "in_use": self.active, "max_size": self.max_connections,
                 "exhausted_count": self.refused, "failed_calls": self.failures}  # fmt: skip
 

@@ -90,6 +90,8 @@ class ToolsMixin:
                 else:
                     result = {"error": f"tool {name!r} is not available to this agent"}
             content = json.dumps(result, default=str)
+            failed = isinstance(result, dict) and "error" in result
+            self._st.metrics.tool_calls_total.labels("error" if failed else "ok").inc()
             log.info("tool %s ran for the realtime model", name)
             if self.memo is not None:
                 self.memo.record_metric("tool", tool=name, arguments=args)
