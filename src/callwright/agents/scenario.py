@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,14 +200,20 @@ def _make_env() -> jinja2.Environment:
     return SandboxedEnvironment(undefined=jinja2.ChainableUndefined, autoescape=False)
 
 
-def _toolset(name: str) -> Sequence[Callable[..., Any]]:
+def _toolset(name: str, extra: Mapping[str, Sequence[Callable[..., Any]]]) -> Sequence[Callable[..., Any]]:
+    if name in extra:  # registered by a plug-in (services.toolsets)
+        return extra[name]
     if name in TOOLSETS:
         return TOOLSETS[name]
     module = importlib.import_module(name)  # a user module exposing TOOLS = (fn, ...)
     return tuple(module.TOOLS)
 
 
-def load_scenario_dir(directory: Path) -> Scenario:
+def load_scenario_dir(directory: Path, toolsets: Any = None) -> Scenario:
+    """``toolsets``: extra named toolsets (a mapping or a ``ToolsetRegistry``) beside the packaged ones."""
+    extra: Mapping[str, Sequence[Callable[..., Any]]] = (
+        toolsets.as_mapping() if hasattr(toolsets, "as_mapping") else dict(toolsets or {})
+    )
     directory = Path(directory)
     root_label = directory.name
     main = directory / "scenario.yaml"
@@ -221,10 +227,11 @@ def load_scenario_dir(directory: Path) -> Scenario:
     registry = ToolRegistry(TELEPHONY_TOOLS)
     for i, name in enumerate(spec.toolsets):
         try:
-            for fn in _toolset(name):
+            for fn in _toolset(name, extra):
                 registry.add(fn)
-        except (ImportError, AttributeError, TypeError, ValueError) as exc:
-            raise _fail(main_label, main_loc, ("toolsets", i), f"cannot load toolset {name!r}: {exc}") from None
+        except Exception as exc:  # whatever a user module raises while importing: one line, not a traceback
+            reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ImportError | ValueError) else str(exc)
+            raise _fail(main_label, main_loc, ("toolsets", i), f"cannot load toolset {name!r}: {reason}") from None
 
     fixture: dict[str, Any] = {}
     if spec.fixture:
@@ -331,7 +338,7 @@ def _check_action(
             raise _fail(label, loc, (*path, "slots", k, "options"), "a choice slot needs options")
 
 
-def load_scenario(settings: Any) -> Scenario:
+def load_scenario(settings: Any, toolsets: Any = None) -> Scenario:
     """Load ``settings.scenario`` from ``settings.scenarios_dir`` (raises :class:`ScenarioError`)."""
     base = Path(settings.scenarios_dir)
     directory = base / settings.scenario
@@ -341,7 +348,7 @@ def load_scenario(settings: Any) -> Scenario:
             f"{directory}:1: scenario: no scenario named {settings.scenario!r} "
             f"(available: {', '.join(available) or 'none'})"
         )
-    scenario = load_scenario_dir(directory)
+    scenario = load_scenario_dir(directory, toolsets)
     if scenario.spec.handoff_style is None:
         scenario.handoff_style = getattr(settings, "handoff_style", "announced")
     log.info("scenario %s loaded: agents %s, start %s", scenario.name, ", ".join(scenario.agents), scenario.start_agent)

@@ -1,5 +1,10 @@
 """Builds the speech engines chosen by Settings: bounded STT/TTS pools and per-call VADs.
 
+Engines are chosen by name from registries (``STT_ENGINE``, ``TTS_ENGINE``, ``VAD_ENGINE``): the built-in
+ones are registered by :func:`speech_registries`, and a plug-in may add its own at start-up
+(``services.stt_engines.register("my_stt", builder)``, then ``STT_ENGINE=my_stt``; see docs/extending.md).
+A builder takes the Settings and returns what makes one engine instance (a factory the pool calls).
+
 Selection problems (a missing optional package, Azure without a key) raise at build time with a line
 naming the setting, so the server refuses to start rather than failing the first call.
 """
@@ -13,10 +18,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callwright.config import Settings
+from callwright.plugins import Registry
 from callwright.speech.base import Recognition, Recognizer, Synthesizer, Transcriber, VoiceActivityDetector
 from callwright.speech.instant import InstantRecognizer, InstantSynthesizer
 from callwright.speech.pools import EnginePool
 from callwright.speech.vad import SileroGatedVad, SpeechSegmenter, WebRtcVad
+
+
+@dataclass(frozen=True)
+class SttEngine:
+    """What an STT engine builder returns: a factory of pooled streaming recognizers (partials, and the
+    final unless a transcriber is given) and optionally one whole-utterance transcriber shared by every
+    call (it makes the finals, like whisper)."""
+
+    recognizer: Callable[[], Recognizer]
+    transcriber: Transcriber | None = None
+
+
+# Builders run once at start-up with the Settings (blocking is fine there: the app is not serving yet).
+SttBuilder = Callable[[Settings], "SttEngine | Callable[[], Recognizer]"]
+TtsBuilder = Callable[[Settings], Callable[[], Synthesizer]]
+VadBuilder = Callable[[Settings], Callable[[], VoiceActivityDetector]]
+
+
+@dataclass(frozen=True)
+class SpeechRegistries:
+    stt: Registry[SttBuilder]
+    tts: Registry[TtsBuilder]
+    vad: Registry[VadBuilder]
 
 
 @dataclass
@@ -27,6 +56,8 @@ class SpeechEngines:
     endpoint_silence_ms: int = 300
     describe: dict[str, str] = field(default_factory=dict)
     vad_engine: str = "silero"
+    # Builds one VAD (from the VAD_ENGINE registry entry); None: chosen by ``vad_engine`` (silero | webrtc).
+    vad_factory: Callable[[], VoiceActivityDetector] | None = None
     # Whole-utterance finals (STT_ENGINE=whisper) beside the streaming recognizer's partials; None: the
     # recognizer's own final is the final.
     transcriber: Transcriber | None = None
@@ -50,6 +81,8 @@ class SpeechEngines:
         with self._vad_lock:
             if self._idle_vads:
                 return self._idle_vads.pop()
+        if self.vad_factory is not None:
+            return self.vad_factory()
         return SileroGatedVad(WebRtcVad(mode=3)) if self.vad_engine == "silero" else WebRtcVad(mode=3)
 
     def release_vad(self, vad: VoiceActivityDetector) -> None:
@@ -125,30 +158,31 @@ def _azure_options(settings: Settings) -> Any:
     return options
 
 
-def _stt_factory(settings: Settings, instant_transcript: str) -> Callable[[], Recognizer]:
-    engine = settings.stt_engine
-    if engine == "instant":
-        return lambda: InstantRecognizer(default=instant_transcript)
-    if engine == "azure":
-        from callwright.speech.azure import AzureRecognizer
+def _instant_stt(settings: Settings) -> SttEngine:
+    transcript = settings.instant_stt_transcript
+    return SttEngine(lambda: InstantRecognizer(default=transcript))
 
-        options = _azure_options(settings)
-        return lambda: AzureRecognizer(options)
+
+def _azure_stt(settings: Settings) -> SttEngine:
+    from callwright.speech.azure import AzureRecognizer
+
+    options = _azure_options(settings)
+    return SttEngine(lambda: AzureRecognizer(options))
+
+
+def _pocketsphinx_stt(settings: Settings, lm: str) -> Callable[[], Recognizer]:
     from callwright.speech.stt_pocketsphinx import Lexicon, PocketsphinxRecognizer
 
-    # With STT_ENGINE=whisper pocketsphinx still streams the partials (barge-in confirmation, the live
-    # transcript); the transcriber makes the final.
     lexicon = Lexicon()  # one parsed dictionary shared by every pooled recognizer
-    lm = "domain" if engine == "whisper" else settings.pocketsphinx_lm
     return lambda: PocketsphinxRecognizer(lexicon, lm=lm)
 
 
-def _transcriber(settings: Settings) -> Transcriber | None:
-    if settings.stt_engine != "whisper":
-        return None
+def _whisper_stt(settings: Settings) -> SttEngine:
     from callwright.speech.stt_whisper import build_whisper_transcriber
 
-    return build_whisper_transcriber(settings)
+    # pocketsphinx still streams the partials (barge-in confirmation, the live transcript); whisper makes
+    # each utterance's final.
+    return SttEngine(_pocketsphinx_stt(settings, "domain"), transcriber=build_whisper_transcriber(settings))
 
 
 def _turn_detector(settings: Settings) -> Any:
@@ -157,34 +191,92 @@ def _turn_detector(settings: Settings) -> Any:
     return build_turn_detector(settings)
 
 
-def _tts_factory(settings: Settings) -> Callable[[], Synthesizer]:
-    engine = settings.tts_engine
-    if engine == "instant":
-        return InstantSynthesizer
-    if engine == "azure":
-        from callwright.speech.azure import AzureSynthesizer
+def _instant_tts(settings: Settings) -> Callable[[], Synthesizer]:
+    return InstantSynthesizer
 
-        options = _azure_options(settings)
-        return lambda: AzureSynthesizer(options)
-    if engine == "piper":
-        from callwright.speech.tts_espeak import TtsUnavailable
-        from callwright.speech.tts_piper import PiperSynthesizer, find_piper_voice, piper_available
 
-        if not piper_available():
-            raise TtsUnavailable("TTS_ENGINE=piper needs piper-tts and a voice: pip install 'callwright[piper]'")
-        voice = str(find_piper_voice(settings.tts_voice))
-        return lambda: PiperSynthesizer(voice)
+def _azure_tts(settings: Settings) -> Callable[[], Synthesizer]:
+    from callwright.speech.azure import AzureSynthesizer
+
+    options = _azure_options(settings)
+    return lambda: AzureSynthesizer(options)
+
+
+def _piper_tts(settings: Settings) -> Callable[[], Synthesizer]:
+    from callwright.speech.tts_espeak import TtsUnavailable
+    from callwright.speech.tts_piper import PiperSynthesizer, find_piper_voice, piper_available
+
+    if not piper_available():
+        raise TtsUnavailable("TTS_ENGINE=piper needs piper-tts and a voice: pip install 'callwright[piper]'")
+    voice = str(find_piper_voice(settings.tts_voice))
+    return lambda: PiperSynthesizer(voice)
+
+
+def _espeak_tts(settings: Settings) -> Callable[[], Synthesizer]:
     from callwright.speech.tts_espeak import make_espeak
 
     make_espeak(settings.tts_voice).close()  # validates the voice name at selection time
     return lambda: make_espeak(settings.tts_voice)
 
 
-def build_engines(settings: Settings, instant_transcript: str = "") -> SpeechEngines:
-    """Pools are created idle; call ``start()`` inside the running loop to warm them."""
+def _silero_vad(settings: Settings) -> Callable[[], VoiceActivityDetector]:
+    return lambda: SileroGatedVad(WebRtcVad(mode=3))
+
+
+def _webrtc_vad(settings: Settings) -> Callable[[], VoiceActivityDetector]:
+    return lambda: WebRtcVad(mode=3)
+
+
+def speech_registries() -> SpeechRegistries:
+    """The built-in engines, in fresh registries (one set per app; plug-ins add theirs at start-up)."""
+    return SpeechRegistries(
+        stt=Registry(
+            "STT_ENGINE",
+            {
+                "whisper": _whisper_stt,
+                "pocketsphinx": lambda s: SttEngine(_pocketsphinx_stt(s, s.pocketsphinx_lm)),
+                "azure": _azure_stt,
+                "instant": _instant_stt,
+            },
+        ),
+        tts=Registry(
+            "TTS_ENGINE", {"espeak": _espeak_tts, "piper": _piper_tts, "azure": _azure_tts, "instant": _instant_tts}
+        ),
+        vad=Registry("VAD_ENGINE", {"silero": _silero_vad, "webrtc": _webrtc_vad}),
+    )
+
+
+def _build(registry: Registry[Any], name: str, settings: Settings) -> Any:
+    builder = registry.builder(name)
+    try:
+        return builder(settings)
+    except Exception as exc:
+        # The original exception type is kept (callers and tests match on it); the note says which
+        # setting chose the engine, for the one-line start-up error.
+        exc.add_note(f"{registry.setting}={name}")
+        raise
+
+
+def build_engines(
+    settings: Settings, instant_transcript: str = "", registries: SpeechRegistries | None = None
+) -> SpeechEngines:
+    """Pools are created idle; call ``start()`` inside the running loop to warm them.
+
+    Engines are looked up by name (``STT_ENGINE``, ``TTS_ENGINE``, ``VAD_ENGINE``) in ``registries``
+    (default: the built-in ones); a builder's failure keeps its type and gains a note naming the setting.
+    """
+    registries = registries or speech_registries()
+    if instant_transcript:
+        settings = settings.model_copy(update={"instant_stt_transcript": instant_transcript})
+    # The cheap checks first: a bad voice fails before a whisper model has been loaded for nothing.
+    tts_factory = _build(registries.tts, settings.tts_engine, settings)
+    vad_factory = _build(registries.vad, settings.vad_engine, settings)
+    stt_engine = _build(registries.stt, settings.stt_engine, settings)
+    if not isinstance(stt_engine, SttEngine):  # a plug-in may return the recognizer factory alone
+        stt_engine = SttEngine(stt_engine)
     stt = EnginePool[Recognizer](
         "stt",
-        _stt_factory(settings, instant_transcript),
+        stt_engine.recognizer,
         max_size=settings.stt_pool_size,
         warm=settings.stt_pool_warm,
         acquire_timeout=settings.pool_acquire_timeout,
@@ -192,7 +284,7 @@ def build_engines(settings: Settings, instant_transcript: str = "") -> SpeechEng
     )
     tts = EnginePool[Synthesizer](
         "tts",
-        _tts_factory(settings),
+        tts_factory,
         max_size=settings.tts_pool_size,
         warm=settings.tts_pool_warm,
         acquire_timeout=settings.pool_acquire_timeout,
@@ -205,7 +297,8 @@ def build_engines(settings: Settings, instant_transcript: str = "") -> SpeechEng
         endpoint_silence_ms=settings.endpoint_silence_ms,
         describe={"stt": settings.stt_engine, "tts": settings.tts_engine, "vad": settings.vad_engine},
         vad_engine=settings.vad_engine,
-        transcriber=_transcriber(settings),
+        vad_factory=vad_factory,
+        transcriber=stt_engine.transcriber,
         final_threads=settings.whisper_decodes,
         turn_detector=_turn_detector(settings),
     )

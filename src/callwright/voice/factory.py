@@ -1,4 +1,8 @@
-"""Picks the media handler for a call from its mode (``media`` → speech cascade, ``voice_live`` → realtime)."""
+"""Picks the media handler for a call from its mode (``media`` → speech cascade, ``voice_live`` → realtime).
+
+A registry of builders by mode: the built-ins are registered at start-up, after plug-ins, which may add
+modes of their own or replace a built-in (``services.media_factory.register("media", builder)``).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,18 @@ class MediaHandlerFactory:
         self._builders: dict[str, HandlerBuilder] = {}
 
     def register(self, mode: str, builder: HandlerBuilder) -> None:
+        """Use ``builder`` for calls of ``mode`` (replaces what was there: a plug-in may swap a built-in)."""
         self._builders[mode] = builder
+
+    def register_default(self, mode: str, builder: HandlerBuilder) -> None:
+        """Register a built-in handler unless a plug-in already registered one for ``mode``."""
+        self._builders.setdefault(mode, builder)
+
+    def __contains__(self, mode: object) -> bool:
+        return mode in self._builders
+
+    def get(self, mode: str) -> HandlerBuilder | None:
+        return self._builders.get(mode)
 
     def modes(self) -> list[str]:
         return sorted(self._builders)

@@ -1,5 +1,10 @@
 """Builds what the media handlers need — speech engines, the scenario, the per-call orchestrator — and
-registers a handler per mode. Runs in the app's lifespan; returns the cleanup coroutine."""
+registers a handler per mode. Runs in the app's lifespan; returns the cleanup coroutine.
+
+Engines, orchestrators and toolsets come from the registries on ``app_state.services`` (where plug-ins
+added theirs); a media handler a plug-in registered for ``media`` or ``voice_live`` is kept. Every
+failure to build from the settings is a one-line SettingsError naming the setting or the file.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,12 @@ from typing import Any
 
 from callwright.acs.identifiers import display_number
 from callwright.agents.base import CallInfo, Orchestrator
-from callwright.agents.factory import build_orchestrator, load_scenario
+from callwright.agents.factory import build_orchestrator, load_scenario, orchestrator_registry
 from callwright.agents.scenario import ScenarioError
 from callwright.config import Settings, SettingsError
+from callwright.plugins import startup_error_line
 from callwright.sessions.registry import CallRecord
-from callwright.speech.factory import build_engines
+from callwright.speech.factory import build_engines, speech_registries
 from callwright.voice.cascade.handler import SpeechCascadeHandler
 from callwright.voice.cascade.recognition import RecognitionWorkers
 from callwright.voice.factory import MediaHandlerFactory
@@ -35,11 +41,32 @@ def _render(synthesizer: Any, text: str) -> bytes:
 async def setup_media(
     app_state: Any, factory: MediaHandlerFactory, settings: Settings
 ) -> Callable[[], Awaitable[None]]:
+    services = getattr(app_state, "services", None)
+    toolsets = services.toolsets if services is not None else None
+    speech = services.speech if services is not None else speech_registries()
+    orchestrators = services.orchestrators if services is not None else orchestrator_registry()
     try:
-        scenario = load_scenario(settings)
+        scenario = load_scenario(settings, toolsets)
     except ScenarioError as exc:
-        raise SettingsError(str(exc)) from None
-    engines = build_engines(settings, settings.instant_stt_transcript)
+        raise SettingsError(f"invalid scenario (SCENARIO={settings.scenario}): {exc}") from None
+    # Before the engines: a missing LLM setting fails fast, with no model loaded or thread started.
+    llm_client = None
+    if settings.agent_engine == "llm":
+        from callwright.agents.llm_client import make_llm_client
+
+        try:
+            llm_client = make_llm_client(settings)
+        except Exception as exc:
+            reason = startup_error_line(exc)  # make_llm_client's messages name the settings they need
+            raise SettingsError(reason if "AGENT_ENGINE" in reason else f"AGENT_ENGINE=llm: {reason}") from None
+    try:
+        engines = build_engines(settings, settings.instant_stt_transcript, speech)
+    except (Exception, SettingsError) as exc:  # a missing package, voice, key or model; an unknown name
+        if llm_client is not None:
+            await llm_client.close()
+        if isinstance(exc, SettingsError):
+            raise
+        raise SettingsError(f"speech engines could not be built: {startup_error_line(exc)}") from None
     engines.start()
     app_state.speech = engines
     workers = RecognitionWorkers(settings.recognition_workers)
@@ -48,12 +75,6 @@ async def setup_media(
     app_state.scenario = scenario
     app_state.profile_loader = scenario.load_caller_profile
     app_state.pool_stats = lambda: {"stt": engines.stt_pool.stats(), "tts": engines.tts_pool.stats()}
-    llm_client = None
-    if settings.agent_engine == "llm":
-        from callwright.agents.llm_client import make_llm_client
-
-        llm_client = make_llm_client(settings)
-
     # Rendered once, so a call refused at capacity still hears a human sentence, not silence.
     synthesizer = await engines.tts_pool.acquire()
     try:
@@ -78,10 +99,13 @@ async def setup_media(
             if automation is not None
             else None
         )
-        return build_orchestrator(settings, scenario, info, memo, call_control=control, llm_client=llm_client)
+        return build_orchestrator(
+            settings, scenario, info, memo, call_control=control, llm_client=llm_client, registry=orchestrators,
+            metrics=app_state.metrics,
+        )  # fmt: skip
 
     app_state.orchestrator_factory = orchestrator_for
-    factory.register("media", lambda record, transport, st: SpeechCascadeHandler(record, transport, st))
+    factory.register_default("media", lambda record, transport, st: SpeechCascadeHandler(record, transport, st))
 
     # voice_live: a speech-to-speech realtime service (VoiceLive, OpenAI Realtime, or the local realtime
     # server on these same engines, started here when it is the default mode, else on the first such call).
@@ -95,7 +119,9 @@ async def setup_media(
     app_state.pool_stats = lambda: {
         "stt": engines.stt_pool.stats(), "tts": engines.tts_pool.stats(), "realtime": voice_live.stats()
     }  # fmt: skip
-    factory.register("voice_live", lambda record, transport, st: RealtimeHandler(record, transport, st, voice_live))
+    factory.register_default(
+        "voice_live", lambda record, transport, st: RealtimeHandler(record, transport, st, voice_live)
+    )
 
     async def cleanup() -> None:
         # Call handlers have stopped by now, so no lane is left queued behind these.

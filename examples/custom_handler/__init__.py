@@ -1,0 +1,1 @@
+"""A custom call-event handler, registered by a plug-in (see README.md)."""
