@@ -15,17 +15,20 @@ from fastapi import FastAPI
 from callwright import __version__
 from callwright.acs.auth import AcsTokenVerifier, JwksCache
 from callwright.acs.call_control import CallAutomation
-from callwright.api import calls, health, media, ui, webhook
+from callwright.api import calls, health, media, recordings, ui, webhook
 from callwright.config import Settings, load_settings
 from callwright.events.handlers import register_default_handlers
 from callwright.events.processor import CallEventProcessor
 from callwright.logs import configure_logging
 from callwright.metrics import Metrics
+from callwright.scale.routing import Routing
+from callwright.scale.takeover import ReplicaMonitor
 from callwright.sessions.directory import build_directory
 from callwright.sessions.lifecycle import STOP_TIMEOUT_SECONDS, CallReaper, drain_calls, end_remaining_calls
 from callwright.sessions.registry import CallRegistry
 from callwright.sessions.saver import SessionSaver
 from callwright.sessions.store import build_store
+from callwright.tracing import Tracing
 from callwright.voice.factory import MediaHandlerFactory
 from callwright.voice.health import MediaHealth
 
@@ -61,6 +64,13 @@ def _build_verifier(settings: Settings, http: httpx.AsyncClient) -> AcsTokenVeri
     return AcsTokenVerifier(keys, issuer=settings.acs_jwt_issuer, audience=settings.acs_jwt_audience)
 
 
+def _notify_feed(st: Any, call_id: str) -> None:
+    # The feed is built by the live-updates router's lifespan (api/live.py), which may start after this one.
+    feed = getattr(st, "feed", None)
+    if feed is not None:
+        feed.notify(call_id)
+
+
 def create_app(settings: Settings | None = None, *, configure_media: Any = None) -> FastAPI:
     """Build the server. ``configure_media(app_state, factory)`` may register extra media handlers."""
     settings = settings or load_settings()
@@ -94,17 +104,34 @@ def create_app(settings: Settings | None = None, *, configure_media: Any = None)
         # being placed): Redis when REDIS_URL is set, this process's memory otherwise (sessions/directory.py).
         st.directory = build_directory(settings)
         st.replica_id = st.directory.replica_id
-        st.calls = CallRegistry(settings.calls_recent_limit, store=st.store, saver=st.saver, directory=st.directory)
+        # Call → turn → recognition/agent/tool/synthesis spans; a no-op unless an OTLP endpoint is set.
+        st.tracing = Tracing.from_settings(settings, replica_id=st.replica_id)
+        st.calls = CallRegistry(
+            settings.calls_recent_limit,
+            store=st.store,
+            saver=st.saver,
+            directory=st.directory,
+            tracing=st.tracing,
+            metrics=st.metrics,
+            on_change=lambda call_id: _notify_feed(st, call_id),
+        )
         await st.saver.replay()
         await st.calls.restore()
         st.http = httpx.AsyncClient(timeout=5.0, verify=settings.tls_verify())
         st.token_verifier = _build_verifier(settings, st.http)
         st.automation = _build_automation(settings)
         st.processor = register_default_handlers(CallEventProcessor(metrics=st.metrics))
+        # Cross-replica deduplication and the event relay to each call's media owner (scale/routing.py).
+        st.routing = Routing(st)
+        st.routing.start()
         st.media_factory = MediaHandlerFactory()
         st.pool_stats = lambda: {}
+        from callwright.services import start_plugins
         from callwright.voice.setup import setup_media
 
+        # Plug-ins (CALLWRIGHT_PLUGINS) register handlers, toolsets, orchestrators and engines on
+        # st.services before setup_media builds engines and orchestrators from the settings.
+        services = await start_plugins(st, settings)
         cleanup = await setup_media(st, st.media_factory, settings)
         if configure_media is not None:
             configure_media(st, st.media_factory)
@@ -113,6 +140,9 @@ def create_app(settings: Settings | None = None, *, configure_media: Any = None)
             st, idle_seconds=settings.call_idle_reap_minutes * 60, interval=settings.call_reap_interval_seconds
         )
         st.reaper.start()
+        # Heartbeats, take-over of dead replicas' calls, media streaming restarts (scale/takeover.py).
+        st.replica_monitor = ReplicaMonitor(st, settings)
+        st.replica_monitor.start()
 
         async def drain() -> None:
             await drain_calls(st, settings)
@@ -145,6 +175,7 @@ def create_app(settings: Settings | None = None, *, configure_media: Any = None)
         finally:
             st.draining = True
             await st.reaper.close()
+            await st.replica_monitor.close()
             # Calls still up here (no drain ran: a second signal, or the server was stopped directly):
             # hang them up rather than leave callers in dead air, and save them.
             await end_calls_now()
@@ -155,7 +186,9 @@ def create_app(settings: Settings | None = None, *, configure_media: Any = None)
             if left:
                 await st.saver.spill()
             await st.saver.close()
+            await st.routing.close()
             await st.processor.close()
+            await services.close()
             await st.calls.close()
             await cleanup()
             if st.automation is not None:
@@ -163,12 +196,20 @@ def create_app(settings: Settings | None = None, *, configure_media: Any = None)
             await st.http.aclose()
             await st.directory.close()
             await st.store.close()
+            await st.tracing.close()
 
-    app = FastAPI(title="Callwright", version=__version__, lifespan=lifespan)
+    from callwright.api import docs
+    from callwright.plugins import OneLineStartupErrors
+
+    # /docs comes from the packaged swagger-ui-bundle (api/docs.py): FastAPI's own loads it from a CDN.
+    app = FastAPI(title="Callwright", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(OneLineStartupErrors)  # a SettingsError at start-up is one line, not a traceback
     app.state.settings = settings  # read before start-up by callwright.serving (timeouts, connection cap)
     app.include_router(webhook.router)
     app.include_router(calls.router)
+    app.include_router(recordings.router)
     app.include_router(media.router)
     app.include_router(health.router)
     app.include_router(ui.router)
+    app.include_router(docs.router)
     return app

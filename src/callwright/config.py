@@ -71,16 +71,20 @@ class Settings(BaseSettings):
 
     # --- speech -----------------------------------------------------------------------------------
     stt_processing_timeout: float = Field(30.0, gt=0, description="seconds a recognition may run unfinished")
-    stt_engine: Literal["pocketsphinx", "whisper", "azure", "instant"] = Field(
-        "whisper", description="whisper = pocketsphinx partials + faster-whisper tiny.en finals; pocketsphinx = light"
+    # Engine and orchestrator names are checked at start-up against the registries (plug-ins add names).
+    stt_engine: str = Field(
+        "whisper",
+        description="whisper (pocketsphinx partials + faster-whisper tiny.en finals) | pocketsphinx | azure | "
+        "instant, or a plug-in's",
     )
-    tts_engine: Literal["espeak", "piper", "azure", "instant"] = "espeak"
+    tts_engine: str = Field("espeak", description="espeak | piper | azure | instant, or a plug-in's")
     tts_voice: str | None = None
     instant_stt_transcript: str = Field(
         "", description="what STT_ENGINE=instant hears for every utterance (benchmarks of server overhead)"
     )
-    vad_engine: Literal["silero", "webrtc"] = Field(
-        "silero", description="silero = webrtcvad confirmed by Silero (rejects coloured noise); webrtc = alone"
+    vad_engine: str = Field(
+        "silero",
+        description="silero = webrtcvad confirmed by Silero (rejects coloured noise); webrtc = alone; or a plug-in's",
     )
     azure_speech_key: SecretStr | None = None
     azure_speech_region: str | None = None
@@ -114,7 +118,7 @@ class Settings(BaseSettings):
     )
 
     # --- agents -----------------------------------------------------------------------------------
-    agent_engine: Literal["scenario", "llm"] = "scenario"
+    agent_engine: str = Field("scenario", description="scenario | llm, or a plug-in's orchestrator")
     scenarios_dir: Path = PACKAGE_DIR / "scenarios"
     scenario: str = "insurance"
     handoff_style: Literal["announced", "silent"] = "announced"
@@ -367,6 +371,46 @@ class Settings(BaseSettings):
         if self.voicelive_turn_detection == "azure_semantic_vad" and backend in ("openai", "azure_openai"):
             raise ValueError("VOICELIVE_TURN_DETECTION=azure_semantic_vad works with VoiceLive only")
         return self
+
+    # --- recording (issue 15) ---
+    recording_enabled: bool = Field(
+        False, description="record each call (stereo WAV: caller left, agent as heard right); opt-in for privacy"
+    )
+    recording_dir: Path = Field(Path("recordings"), description="where call recordings are written (mode 0600)")
+    recording_retention_days: float = Field(
+        30.0, ge=0, description="recordings older than this are deleted (at start, then hourly); 0 = kept forever"
+    )
+    recording_sweep_interval_seconds: float = Field(3600.0, gt=0, description="how often old recordings are swept")
+    acs_recording_enabled: bool = Field(
+        False, description="also ask ACS to record each call (Call Recording, start_recording) once it connects"
+    )
+
+    # --- plug-ins ---
+    # `callwright serve --app module:function` sets it; each function gets callwright.services.Services at
+    # start-up (docs/extending.md). A string, not list[str]: env values of list fields are parsed as JSON.
+    callwright_plugins: str = Field(
+        "", description="plug-ins run at start-up: module:function entries, comma-separated (see docs/extending.md)"
+    )
+
+    @field_validator("callwright_plugins")
+    @classmethod
+    def _check_plugins(cls, v: str) -> str:
+        from callwright.plugins import parse_plugin_specs
+
+        return ",".join(parse_plugin_specs(v))
+
+    @property
+    def plugins(self) -> list[str]:
+        """CALLWRIGHT_PLUGINS as a list of ``module:function`` specs."""
+        return [p for p in self.callwright_plugins.split(",") if p]
+
+    # --- observability (issue 15 item 3) ---
+    log_format: Literal["text", "json"] = Field("text", description="json = one JSON object per log line")
+    tracing_enabled: bool = Field(False, description="make OpenTelemetry spans even without an OTLP endpoint")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP collector base URL (e.g. http://collector:4318): call/turn spans go there"
+    )
+    otel_service_name: str = Field("callwright", description="service.name of the exported spans")
 
     @field_validator("log_level")
     @classmethod
