@@ -116,7 +116,7 @@ async def test_voice_live_call_shows_live_transcript_and_hangs_up(stack, browser
         await expect(recent.locator(".state")).to_have_text("disconnected")
         await expect(page.locator("#d-hangup")).to_be_hidden()
         await expect(page.locator("#form-status")).to_have_text(f"The call to {phone.number} ended.")
-        await expect(recent.locator(".outcome")).to_have_text("completed")
+        await expect(recent.locator(".outcome")).to_have_text("hung_up_by_agent")  # this side hung up (the operator)
         await asyncio.wait_for(call.ended.wait(), 30)
     finally:
         if not run.done():
@@ -126,8 +126,10 @@ async def test_voice_live_call_shows_live_transcript_and_hangs_up(stack, browser
         stack.emulator.unregister_phone(phone.number)
     record = stack.state.calls.get(call.call_connection_id)
     assert record is not None and record.state == "disconnected" and record.mode == "voice_live"
-    shown = await page.locator("#transcript .content").all_text_contents()
-    assert shown == [m["content"] for m in record.to_api(detail=True)["transcript"]]
+    # The page re-renders the ended call from its post-call record a moment later: wait for it to settle.
+    await expect(page.locator("#transcript .content")).to_have_text(
+        [m["content"] for m in record.to_api(detail=True)["transcript"]], timeout=15_000
+    )
     assert record.context.get("customer_name") == "Ada <script>"
     assert unexpected(browser.errors) == []
 

@@ -35,6 +35,16 @@ log = logging.getLogger("callwright.events")
 EventHandler = Callable[[CallEventContext], Awaitable[None]]
 
 OUTCOMES = ("handled", "failed", "duplicate", "ignored", "rejected", "deferred", "refused")
+# The media stream's own reports run on whichever replica they reach (scale/routing.py); they never make
+# that replica hold the call (a copy without its media socket would linger there and answer API reads
+# with an empty transcript).
+DOES_NOT_HOLD = frozenset(
+    {
+        ACSEventTypes.MEDIA_STREAMING_STARTED,
+        ACSEventTypes.MEDIA_STREAMING_STOPPED,
+        ACSEventTypes.MEDIA_STREAMING_FAILED,
+    }
+)
 OTHER = "other"
 # Types whose event may open a call record this server has not seen yet (the answer or create_call
 # response can arrive after them, or another replica answered). Every other event needs a known call.
@@ -244,7 +254,7 @@ class CallEventProcessor:
         ctx = CallEventContext(event=event, app_state=app_state)
         with call_scope(event.call_connection_id):
             call = ctx.call
-            if call is None and event.call_connection_id is not None:
+            if call is None and event.call_connection_id is not None and event.type not in DOES_NOT_HOLD:
                 # Published by another replica (its answer, its earlier events): held here from now on.
                 call = await app_state.calls.resolve(event.call_connection_id)
             label = self.type_label(event.type)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from callwright.acs.events import ACSEventTypes, CallEvent
-from callwright.events.processor import LOGGED_PER_DELIVERY, ProcessResult
+from callwright.events.processor import DOES_NOT_HOLD, LOGGED_PER_DELIVERY, ProcessResult
 from callwright.logs import LogLimiter
 from callwright.scale.relay import ClaimNotices, EventRelay
 from callwright.sessions.store import StoreUnavailable
@@ -44,13 +44,7 @@ DOWN_BACKOFF_SECONDS = 1.0
 # MediaStreamingFailed after a replica died would otherwise wait in the dead replica's stream until its
 # heartbeat runs out (~3 s of silence for the caller). Their handlers (scale/takeover.py) hold a per-call
 # lock in Redis and keep their counters there, so where they run does not matter.
-RUN_WHERE_THEY_LAND = frozenset(
-    {
-        ACSEventTypes.MEDIA_STREAMING_STARTED,
-        ACSEventTypes.MEDIA_STREAMING_STOPPED,
-        ACSEventTypes.MEDIA_STREAMING_FAILED,
-    }
-)
+RUN_WHERE_THEY_LAND = DOES_NOT_HOLD
 # An owner missing from the cached live set may have just started: re-read the heartbeats, but not more
 # often than this.
 ALIVE_MIN_REFRESH_SECONDS = 0.25

@@ -61,6 +61,8 @@ class CallRecord:
     media_connected: bool = False
     # Monotonic time of the last media frame or call event (see touch); the call reaper reads it.
     last_activity: float = field(default_factory=time.monotonic, repr=False)
+    # The outcome a stored summary carried (calls from before a restart, with no session loaded).
+    _outcome: str | None = field(default=None, repr=False)
 
     def touch(self) -> None:
         """Something happened on this call (a media frame, an event): it is not abandoned."""
@@ -68,6 +70,15 @@ class CallRecord:
 
     def idle_seconds(self, now: float | None = None) -> float:
         return (time.monotonic() if now is None else now) - self.last_activity
+
+    @property
+    def outcome(self) -> str | None:
+        """How the call ended, from its post-call record (hung_up_by_caller, transferred, ...), once saved."""
+        if self._outcome is not None:
+            return self._outcome
+        record = self.memo.get_context("post_call_record") if self.memo is not None else None
+        value = record.get("outcome") if isinstance(record, dict) else None
+        return value if isinstance(value, str) else None
 
     def to_api(self, *, detail: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -82,6 +93,9 @@ class CallRecord:
             "ended_at": self.ended_at,
             "end_reason": self.end_reason,
         }
+        outcome = self.outcome
+        if outcome is not None:
+            out["outcome"] = outcome
         if detail:
             out["participants"] = list(self.participants)
             out["events_seen"] = list(self.events_seen)
@@ -134,6 +148,7 @@ class CallRecord:
             ended_at=data.get("ended_at"),
             end_reason=data.get("end_reason"),
             participants=[str(p) for p in data.get("participants") or []],
+            _outcome=data["outcome"] if isinstance(data.get("outcome"), str) else None,
         )
 
     @classmethod
@@ -325,6 +340,17 @@ class CallRegistry:
         """Like :meth:`get`, but also finds calls this process no longer (or never) held in memory —
         e.g. after a restart — in the session store. For API reads."""
         record = self.get(call_id)
+        if record is not None and self.shared and call_id in self._active and not record.media_connected:
+            # A copy held here without its media socket: if another replica holds the media, its view
+            # (directory + stored session) is the current one, and this copy should not linger.
+            assert self._directory is not None
+            try:
+                owner = (await self._directory.owners([call_id])).get(call_id)
+            except StoreUnavailable:
+                owner = None
+            if owner is not None and owner != self._directory.replica_id:
+                self.release_local(call_id)
+                record = self.get(call_id)
         if record is not None and (record.memo is not None or self._store is None or call_id in self._active):
             return record
         if self._store is None or not is_call_connection_id(call_id):

@@ -330,10 +330,11 @@ function duration(call) {
 }
 
 function outcome(call) {
-  if (call.outcome) return String(call.outcome);
   if (!ENDED.has(call.state)) return call.state === "transferring" ? "transferring" : "in progress";
   // Busy, declined, unanswered: never connected (end_reason says which), unlike a call that broke mid-way.
   if (typeof call.connected_at !== "number") return "not connected";
+  // The server's post-call record: hung_up_by_caller, hung_up_by_agent, transferred, server_shutdown, ...
+  if (call.outcome && call.outcome !== "in_progress") return String(call.outcome);
   if (call.state === "failed") return "failed";
   if (/transfer/i.test(call.end_reason || "")) return "transferred";
   return "completed";
