@@ -21,8 +21,9 @@ Definitions (all times are the phone's monotonic clock at the wire, reported in 
 - ``media_gaps``: one per socket the app's side dropped, and per stop that streaming later resumed from:
   ``dropped_at_ms`` (socket gone), ``reconnected_at_ms`` (the next socket open, or null),
   ``last_agent_audio_ms`` (end of the last voiced agent frame played at the caller's ear before the next
-  socket opened — buffered audio still plays after a drop), ``resumed_at_ms`` (start of the first voiced
-  agent frame played after it opened, before the next gap; null if the agent was not heard again),
+  socket opened — buffered audio still plays after a drop, so a voiced run that goes on across the opening
+  is counted as the old socket's), ``resumed_at_ms`` (start of the first voiced agent frame played after
+  it, before the next gap; null if the agent was not heard again),
   ``agent_silence_ms`` = resumed − last agent audio (what the caller lived through; null if either is
   unknown), ``socket_down_ms`` = reconnected − dropped.
 """
@@ -214,6 +215,14 @@ def _media_gaps(tl: Timeline) -> list[dict[str, Any]]:
         resumed = None
         if nxt is not None:
             after = _voiced_ticks_between(tl, nxt.opened_t, nxt.closed_t)
+            if before and after and after[0] == before[-1] + 1:
+                # Audio buffered before the drop was still playing when the new socket opened: the run it
+                # belongs to is the old socket's, not the resumption (which would read as no silence).
+                run = 0
+                while run + 1 < len(after) and after[run + 1] == after[run] + 1:
+                    run += 1
+                last_end = tl.tick_t[after[run]] + TICK_S
+                after = after[run + 1 :]
             resumed = tl.tick_t[after[0]] if after else None
         out.append(
             {
