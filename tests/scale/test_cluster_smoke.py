@@ -1,7 +1,8 @@
 """Calls through HAProxy in front of two real ``callwright serve`` replicas on one Redis: an inbound call
 completes, the webhook deliveries of that one call were spread over both replicas by the load balancer
 (no stickiness), and every replica's API shows the finished call with its transcript; then an outbound
-call placed through the load balancer's API completes with the right direction and mode."""
+call placed through the load balancer's API completes with the right direction and mode; a hang-up asked
+of the replica that does not hold a call's media ends it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from support.cluster import cluster
 
@@ -26,6 +28,17 @@ steps:
   - say: "What are your opening hours?"
   - wait: {agent_done: 700, timeout_s: 40}
   - hangup
+"""
+
+WAITS_FOR_HANG_UP = """
+name: waits for the operator to hang up
+direction: inbound
+from: "+15551230002"
+to: "+15550001000"
+timeout_s: 90
+steps:
+  - wait: {agent_done: 700, timeout_s: 40}
+  - wait: {disconnected: true, timeout_s: 60}
 """
 
 OUTBOUND = """
@@ -86,6 +99,35 @@ async def test_an_inbound_call_through_the_load_balancer_with_two_replicas(tmp_p
         assert doc["direction"] == "outbound" and doc["mode"] == "media", doc
         assert doc["target"] == "4:+15557770001", doc
         assert any("Monday to Friday" in m["content"] for m in doc["transcript"] if m["role"] == "assistant"), doc
+
+        # A hang-up asked of the replica that does NOT hold the call's media: ACS hangs up, and the
+        # CallDisconnected reaches the holder, which ends the call for every replica.
+        phone, call = await c.place(WAITS_FOR_HANG_UP)
+        running = asyncio.create_task(phone.run(call))
+        cid = call.call_connection_id
+        r = aioredis.from_url(c.redis_url)
+        try:
+            owner = None
+            for _ in range(300):
+                owner = await r.get(f"callwright:owner:{cid}")
+                if owner:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await r.aclose()
+        assert owner, "the call's media socket was never claimed"
+        other = next(x for x in c.replicas if x.replica_id != owner.decode())
+        async with httpx.AsyncClient(timeout=10, headers=c.operator_headers) as http:
+            resp = await http.delete(f"{other.url}/api/v1/calls/{cid}")
+            assert resp.status_code == 202, resp.text
+            hung = await asyncio.wait_for(running, 60)
+            assert hung["events"][-1] == "CallDisconnected", hung["events"]
+            for _ in range(100):  # the holder finishes the call a moment after ACS's event
+                states = [(await http.get(f"{x.url}/api/v1/calls/{cid}")).json()["state"] for x in c.replicas]
+                if states == ["disconnected"] * len(states):
+                    break
+                await asyncio.sleep(0.1)
+            assert states == ["disconnected"] * len(states), states
 
         # A replica killed outright leaves the rotation (requests keep being answered by the other) and
         # comes back under a new REPLICA_ID in the same load-balancer slot.

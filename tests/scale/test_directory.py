@@ -150,3 +150,26 @@ async def test_registries_on_two_replicas_share_live_calls(pair, redis_server) -
         assert await first.resolve(CID_A) is None  # ended: nobody opens it again
     finally:
         await store.close()
+
+
+async def test_the_replica_holding_the_media_takes_in_what_another_replica_handled(pair, redis_server) -> None:
+    """CallConnected ran on the replica that answered, just before the media socket reached the other one:
+    the holder's next publish takes 'connected' (and fields it lacked) instead of writing 'connecting' back."""
+    a, b = pair
+    answered_here = CallRegistry(directory=a)
+    holder = CallRegistry(directory=b)
+    early = answered_here.add(CallRecord(CID_A, direction="inbound", mode="media", caller="4:+15551230001"))
+    early.state, early.connected_at = "connected", 1000.0
+    early.context["caller_profile"] = {"name": "Ada"}
+    await answered_here.publish(early)
+    held = holder.add(CallRecord(CID_A, direction="inbound", mode="media"))  # built before the entry landed
+    assert held.state == "connecting"
+    await holder.publish(held)
+    assert (held.state, held.connected_at, held.caller) == ("connected", 1000.0, "4:+15551230001")
+    assert held.context["caller_profile"] == {"name": "Ada"}
+    assert (await b.get(CID_A))["state"] == "connected"
+    held.state = "transferring"
+    await holder.publish(held)
+    held.state = "connected"  # the transfer failed: the state goes back, and stays back
+    await holder.publish(held)
+    assert held.state == "connected" and (await a.get(CID_A))["state"] == "connected"

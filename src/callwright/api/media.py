@@ -133,6 +133,11 @@ async def _claim(st: Any, call_id: str) -> bool:
         await routing.claimed(call_id, previous)
     if previous:
         log.info("media of the call moved here from replica %s", previous)
+    record = st.calls.get(call_id)
+    if record is not None:
+        # Events handled elsewhere before this claim (CallConnected on the replica that answered) are in the
+        # directory: take them into the record held here, which answers for the call from now on.
+        await st.calls.publish(record)
     return True
 
 
@@ -140,6 +145,12 @@ async def _release(st: Any, call_id: str) -> None:
     # While draining (or shutting down) the ownership stays: a survivor finds the call among this replica's
     # when its heartbeat stops, and takes it over. Otherwise events for it run wherever they land again.
     if getattr(st, "draining", False):
+        return
+    record = st.calls.get(call_id)
+    if record is not None and record.ended_at is None and call_id in {r.call_connection_id for r in st.calls.active()}:
+        # The call is still up here: its events (the CallDisconnected that follows a hang-up, which ACS sends
+        # after closing the socket) must keep coming here, where its record lives. Ownership moves when
+        # another replica's socket claims the call (a restart), and ends with the call.
         return
     directory = st.directory
     try:

@@ -121,6 +121,23 @@ class CallRecord:
             "media_connected": self.media_connected,
         }
 
+    def absorb(self, entry: dict[str, Any]) -> None:
+        """Take what another replica learnt about this call (its directory entry): that it was answered,
+        fields still unknown here, context keys not set here. Never moves the state back or ends the call."""
+        # Only "answered" travels this way: transferring can legitimately go back to connected (a failed
+        # transfer) and the end of a call is its owner's to record.
+        if entry.get("state") == "connected" and self.state in ("initiating", "connecting") and self.ended_at is None:
+            self.state = "connected"
+        for key in ("caller", "target", "server_call_id", "correlation_id", "connected_at"):
+            if getattr(self, key) is None and entry.get(key) is not None:
+                setattr(self, key, entry[key])
+        if not self.participants and isinstance(entry.get("participants"), list):
+            self.participants = [str(p) for p in entry["participants"]]
+        context = entry.get("context")
+        if isinstance(context, dict):
+            for key, value in context.items():
+                self.context.setdefault(key, value)
+
     @classmethod
     def from_directory(cls, data: dict[str, Any]) -> CallRecord:
         """A live call another replica published (the media socket or an event reached this one)."""
@@ -208,6 +225,9 @@ class CallRegistry:
             return
         assert self._directory is not None
         try:
+            entry = await self._directory.get(record.call_connection_id)
+            if entry is not None:
+                record.absorb(entry)  # another replica may have handled an event of this call meanwhile
             await self._directory.put(record.call_connection_id, record.directory_entry())
         except StoreUnavailable as exc:
             self._limiter.warning("publish", "call not published to the directory: %s", exc)
