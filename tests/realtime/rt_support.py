@@ -83,11 +83,26 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def transcribe_reply(pcm: bytes, rate: int) -> str:
-    """What the agent said, recognised from its audio (as the virtual phone does)."""
-    from callwright.emulator.phone.transcribe import AgentTranscriber
+_TRANSCRIBE = """
+import sys
+from callwright.emulator.phone.transcribe import AgentTranscriber
+pcm = sys.stdin.buffer.read()
+rate = int(sys.argv[1])
+sys.stdout.write(AgentTranscriber().transcribe(pcm, rate, [(0, len(pcm))])[0])
+"""
 
-    return AgentTranscriber().transcribe(pcm, rate, [(0, len(pcm))])[0]
+
+def transcribe_reply(pcm: bytes, rate: int) -> str:
+    """What the agent said, recognised from its audio (as the virtual phone does) — in a fresh process:
+    pocketsphinx in a pytest worker that loaded Piper before decodes the same audio as other words (see
+    SAME_WORKER in tests/conftest.py), and which worker ran what before is up to the scheduler."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _TRANSCRIBE, str(rate)], input=pcm, capture_output=True, timeout=120, check=True
+    )
+    return done.stdout.decode()
 
 
 class Events:

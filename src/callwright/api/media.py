@@ -143,27 +143,29 @@ async def _claim(st: Any, call_id: str) -> bool:
 
 async def _release(st: Any, call_id: str) -> None:
     # While draining (or shutting down) the ownership stays: a survivor finds the call among this replica's
-    # when its heartbeat stops, and takes it over. Otherwise events for it run wherever they land again.
+    # when its heartbeat stops, and takes it over.
     if getattr(st, "draining", False):
-        return
-    record = st.calls.get(call_id)
-    if record is not None and record.ended_at is None and call_id in {r.call_connection_id for r in st.calls.active()}:
-        # The call is still up here: its events (the CallDisconnected that follows a hang-up, which ACS sends
-        # after closing the socket) must keep coming here, where its record lives. Ownership moves when
-        # another replica's socket claims the call (a restart), and ends with the call.
         return
     directory = st.directory
     try:
-        if await directory.release(call_id):
-            return
-        # Not ours any more: the call's socket reached another replica (ACS reconnected there), which holds
-        # the call now; this replica's copy must not linger (its reaper or shutdown would end a live call).
         owner = (await directory.owners([call_id])).get(call_id)
     except StoreUnavailable as exc:
-        log.warning("media owner not cleared (%s): it expires with the call's entry", exc)
+        log.warning("media owner not checked (%s): it expires with the call's entry", exc)
         return
     if owner and owner != directory.replica_id:
+        # The call's socket reached another replica (ACS reconnected there), which holds the call now; this
+        # replica's copy must not linger (its reaper or shutdown would end a live call).
         release_if_held(st, call_id, owner)
+        return
+    if call_id in {r.call_connection_id for r in st.calls.active()}:
+        # Still ours and still up here: its events (the CallDisconnected ACS sends after closing the socket
+        # on a hang-up) must keep coming here, where its record lives. Ownership moves when another
+        # replica's socket claims the call (a restart), and ends with the call.
+        return
+    try:
+        await directory.release(call_id)
+    except StoreUnavailable as exc:
+        log.warning("media owner not cleared (%s): it expires with the call's entry", exc)
 
 
 class _Inbound:
